@@ -1,0 +1,94 @@
+"""Demo workflows, loaded by `make run`: each shows one capability of the engine."""
+
+import random
+
+from workflows import NonRetryableError, WaitTimeout, workflow
+
+
+class PaymentGatewayError(Exception):
+    """The (simulated) payment provider is having a bad moment."""
+
+
+def load_order(order_id: int) -> dict:
+    return {
+        "id": order_id,
+        "amount": "42.00",
+        "currency": "EUR",
+        "email": f"buyer{order_id}@example.com",
+    }
+
+
+def charge_card(order: dict) -> dict:
+    # A flaky API: most calls fail, so the retries with backoff are visible.
+    if random.random() < 0.6:
+        raise PaymentGatewayError("payment gateway timed out (simulated)")
+    return {"id": f"ch_{order['id']}_{random.randint(1000, 9999)}", "amount": order["amount"]}
+
+
+def send_email(to: str, subject: str) -> dict:
+    return {"to": to, "subject": subject, "sent": True}
+
+
+@workflow("order-fulfilment")
+def order_fulfilment(event, step):
+    """Charge a flaky payment API (retries with backoff), then wait for a manager's approval."""
+    order = step.do("load order", load_order, event.payload["order_id"])
+    receipt = step.do(
+        "charge card",
+        charge_card,
+        order,
+        retries={"limit": 8, "delay": "2 seconds", "backoff": "exponential"},
+        timeout="30 seconds",
+    )
+    try:
+        decision = step.wait_for_event("manager approval", type="approval", timeout="7 days")
+    except WaitTimeout:
+        decision = {"approved": False}
+    subject = "Your order ships" if decision.get("approved") else "Your order was refunded"
+    step.do("email customer", send_email, order["email"], subject)
+    return {"receipt": receipt["id"], "approved": bool(decision.get("approved"))}
+
+
+def collect_usage(account: str) -> dict:
+    return {"account": account, "units": random.randint(100, 1000)}
+
+
+def issue_invoice(usage: dict) -> dict:
+    return {"invoice": f"inv-{usage['account']}", "total": round(usage["units"] * 0.05, 2)}
+
+
+@workflow("nightly-billing")
+def nightly_billing(event, step):
+    """Bill every night: a long sleep between runs costs a row, not a process."""
+    nights = event.payload.get("nights", 3) if isinstance(event.payload, dict) else 3
+    account = event.payload.get("account", "acme") if isinstance(event.payload, dict) else "acme"
+    invoices = []
+    for night in range(nights):
+        usage = step.do("collect usage", collect_usage, account)
+        invoices.append(step.do("issue invoice", issue_invoice, usage)["invoice"])
+        if night < nights - 1:
+            step.sleep("until tomorrow", "1 day")
+    return {"invoices": invoices}
+
+
+def fetch_upload(url: str) -> dict:
+    return {"url": url, "bytes": 123_456}
+
+
+def moderate(upload: dict) -> dict:
+    if "forbidden" in upload["url"]:
+        raise NonRetryableError(f"{upload['url']} breaks the content policy; retrying cannot help")
+    return {"verdict": "ok"}
+
+
+def publish(upload: dict) -> dict:
+    return {"published": upload["url"]}
+
+
+@workflow("content-pipeline")
+def content_pipeline(event, step):
+    """Fetch, moderate, publish: a policy violation fails at once (non-retryable)."""
+    upload = step.do("fetch upload", fetch_upload, event.payload["url"])
+    step.do("moderate", moderate, upload)
+    step.sleep("let caches settle", "5 seconds")
+    return step.do("publish", publish, upload)

@@ -1,0 +1,36 @@
+"""Durable execution for Django: the public API (see README and api.md).
+
+Re-exports only; nothing here touches the ORM at import time.
+"""
+
+from .client import Instance, create, create_batch, get
+from .definition import RetryPolicy, parse_duration, registered_workflows, workflow
+from .errors import (
+    InstanceExists,
+    InstanceNotFound,
+    InvalidState,
+    NonRetryableError,
+    PayloadError,
+    StepFailed,
+    WaitTimeout,
+    WorkflowNotFound,
+)
+
+__all__ = [
+    "Instance",
+    "InstanceExists",
+    "InstanceNotFound",
+    "InvalidState",
+    "NonRetryableError",
+    "PayloadError",
+    "RetryPolicy",
+    "StepFailed",
+    "WaitTimeout",
+    "WorkflowNotFound",
+    "create",
+    "create_batch",
+    "get",
+    "parse_duration",
+    "registered_workflows",
+    "workflow",
+]

@@ -1,0 +1,21 @@
+"""The engine's one clock. Tests move it forward with workflows.testing.advance."""
+
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+
+_offset = timedelta()
+
+
+def now() -> datetime:
+    return timezone.now() + _offset
+
+
+def shift(by: timedelta) -> None:
+    global _offset
+    _offset += by
+
+
+def reset() -> None:
+    global _offset
+    _offset = timedelta()

@@ -1,0 +1,158 @@
+"""Defining workflows: the @workflow registry, durations and retry policies.
+
+Pure Python; nothing here knows Django.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+WorkflowFunction = Callable[[Any, Any], Any]
+
+_registry: dict[str, WorkflowFunction] = {}
+
+
+def workflow(name: str) -> Callable[[WorkflowFunction], WorkflowFunction]:
+    """Register the decorated function as the workflow called `name`."""
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise ValueError(f"workflow name must be a non-empty string of at most 200 characters, got {name!r}")
+
+    def register(fn: WorkflowFunction) -> WorkflowFunction:
+        existing = _registry.get(name)
+        if existing is not None and _qualified_name(existing) != _qualified_name(fn):
+            raise ValueError(
+                f'workflow "{name}" is already registered to {_qualified_name(existing)}; '
+                f"cannot register {_qualified_name(fn)} under the same name"
+            )
+        # The same function imported twice (module reloaded) simply replaces itself.
+        _registry[name] = fn
+        fn.workflow_name = name  # type: ignore[attr-defined]
+        return fn
+
+    return register
+
+
+def _qualified_name(fn: Callable) -> str:
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+def get_workflow(name: str) -> WorkflowFunction:
+    """The function registered as `name`; raises WorkflowNotFound."""
+    from .errors import WorkflowNotFound
+
+    try:
+        return _registry[name]
+    except KeyError:
+        known = ", ".join(sorted(_registry)) or "none"
+        raise WorkflowNotFound(f'no workflow named "{name}" is registered (known: {known})') from None
+
+
+def registered_workflows() -> list[str]:
+    return sorted(_registry)
+
+
+# --- durations ------------------------------------------------------------------------
+
+_UNIT_SECONDS = {
+    "millisecond": 0.001,
+    "second": 1,
+    "minute": 60,
+    "hour": 3600,
+    "day": 86400,
+    "week": 7 * 86400,
+}
+_DURATION_TEXT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]+?)s?\s*$")
+
+Duration = int | float | timedelta | str
+
+
+def parse_duration(value: Duration) -> timedelta:
+    """Turn seconds, a timedelta or text like "5 minutes" into a non-negative timedelta."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = _DURATION_TEXT.match(value.lower())
+        if not match or match.group(2) not in _UNIT_SECONDS:
+            raise ValueError(
+                f'invalid duration {value!r}: write a number and a unit, such as "30 seconds", '
+                f'"5 minutes", "2 hours", "1 day" or "3 weeks"'
+            )
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    else:
+        raise ValueError(
+            f"invalid duration {value!r}: expected seconds (int or float), a timedelta, "
+            f'or a string such as "5 minutes"'
+        )
+    if math.isnan(seconds) or math.isinf(seconds) or seconds < 0:
+        raise ValueError(f"invalid duration {value!r}: must be a finite, non-negative length of time")
+    return timedelta(seconds=seconds)
+
+
+def describe_duration(delta: timedelta) -> str:
+    """Human text for a timedelta: "2 minutes", "1.5 seconds"."""
+    seconds = delta.total_seconds()
+    for unit in ("week", "day", "hour", "minute", "second"):
+        size = _UNIT_SECONDS[unit]
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds:g} seconds"
+
+
+# --- retry policies -------------------------------------------------------------------
+
+BACKOFFS = ("constant", "linear", "exponential")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a failing step is retried.
+
+    `limit` counts retries after the first attempt (limit 0: one attempt in all).
+    The wait before retry n (1-based) is `delay` (constant), `delay * n` (linear)
+    or `delay * 2 ** (n - 1)` (exponential).
+    """
+
+    limit: int = 5
+    delay: Duration = "10 seconds"
+    backoff: str = "exponential"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.limit, int) or isinstance(self.limit, bool) or self.limit < 0:
+            raise ValueError(f"retries limit must be a non-negative integer, got {self.limit!r}")
+        if self.backoff not in BACKOFFS:
+            raise ValueError(f"retries backoff must be one of {', '.join(BACKOFFS)}, got {self.backoff!r}")
+        parse_duration(self.delay)
+
+    @classmethod
+    def coerce(cls, value: RetryPolicy | dict | None) -> RetryPolicy:
+        """Accept a RetryPolicy, a dict with its fields, or None (the default policy)."""
+        if value is None:
+            return cls()
+        if isinstance(value, RetryPolicy):
+            return value
+        if isinstance(value, dict):
+            unknown = set(value) - {"limit", "delay", "backoff"}
+            if unknown:
+                raise ValueError(
+                    f"unknown retries option(s) {', '.join(sorted(map(str, unknown)))}: "
+                    f"use limit, delay and backoff"
+                )
+            return cls(**value)
+        raise ValueError(f"retries must be a dict or a RetryPolicy, got {value!r}")
+
+    def delay_before_retry(self, retry_number: int) -> timedelta:
+        """The wait before retry `retry_number` (the first retry is 1)."""
+        base = parse_duration(self.delay)
+        if self.backoff == "constant":
+            return base
+        if self.backoff == "linear":
+            return base * retry_number
+        return base * (2 ** (retry_number - 1))

@@ -1,0 +1,48 @@
+"""The exceptions of the public API. Pure Python: safe to import anywhere."""
+
+
+class NonRetryableError(Exception):
+    """Raise inside a step function to fail the step at once, with no further attempts."""
+
+
+class WaitTimeout(Exception):
+    """Raised in the workflow when `step.wait_for_event` (or an approval) times out."""
+
+
+class StepFailed(Exception):
+    """Raised in the workflow when a step has used up its attempts.
+
+    Carries the step's last error: `error_type` is the exception class name raised by the
+    step function, `message` its text.
+    """
+
+    def __init__(self, step_name: str, attempts: int, error_type: str, message: str) -> None:
+        self.step_name = step_name
+        self.attempts = attempts
+        self.error_type = error_type
+        self.message = message
+        super().__init__(f'step "{step_name}" failed after {attempts} attempt(s): {error_type}: {message}')
+
+
+class WorkflowNotFound(LookupError):
+    """No workflow is registered under that name."""
+
+
+class InstanceNotFound(LookupError):
+    """No instance has that id."""
+
+
+class InstanceExists(ValueError):
+    """An instance with that id already exists."""
+
+
+class InvalidState(Exception):
+    """The call makes no sense in the instance's current status."""
+
+
+class PayloadError(ValueError):
+    """A value is not JSON-serialisable or is larger than DURABLE_MAX_PAYLOAD_BYTES."""
+
+
+class NonDeterminismError(Exception):
+    """On replay the workflow asked for a different kind of step than the history holds."""

@@ -1,0 +1,151 @@
+"""The engine's tables: the source of truth for what runs, what waits and what happened."""
+
+from django.db import models
+
+
+class Status(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    WAITING = "waiting"
+    PAUSED = "paused"
+    ERRORED = "errored"
+    TERMINATED = "terminated"
+    COMPLETE = "complete"
+
+
+FINISHED_STATUSES = (Status.COMPLETE, Status.ERRORED, Status.TERMINATED)
+
+
+class Instance(models.Model):
+    """One execution of a workflow.
+
+    A run claims the instance by writing a fresh `lease_token` and `lease_expires_at`;
+    every write the run makes checks the token, so a run whose claim was taken over (it
+    was presumed dead, or the instance was restarted or terminated) changes nothing.
+    """
+
+    id = models.CharField(primary_key=True, max_length=100)
+    workflow = models.CharField(max_length=200)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    params = models.JSONField(null=True)
+    output = models.JSONField(null=True)
+    error = models.JSONField(null=True)  # {"type": str, "message": str}
+    error_traceback = models.TextField(blank=True)
+    # Restart starts a new generation: earlier steps stay for the record but are not replayed.
+    generation = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True)
+    # When a waiting instance is due: end of a sleep, a retry delay, or an event wait's deadline.
+    wake_at = models.DateTimeField(null=True)
+    # The event type a waiting instance waits for, so send_event wakes only the right waiter.
+    waiting_for = models.CharField(max_length=200, blank=True)
+    lease_token = models.CharField(max_length=32, blank=True)
+    lease_expires_at = models.DateTimeField(null=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["status", "wake_at"], name="instance_due_idx"),
+            models.Index(fields=["lease_expires_at"], name="instance_lease_idx"),
+            models.Index(fields=["-created_at", "-id"], name="instance_newest_idx"),
+            models.Index(fields=["workflow", "status"], name="instance_workflow_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow} {self.id} ({self.status})"
+
+
+class StepKind(models.TextChoices):
+    DO = "do"
+    SLEEP = "sleep"
+    WAIT = "wait"
+
+
+class StepStatus(models.TextChoices):
+    RUNNING = "running"  # an attempt is in flight (or its worker died)
+    RETRYING = "retrying"  # waiting out the delay before the next attempt
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # attempts used up, or a non-retryable error
+    SLEEPING = "sleeping"
+    WAITING = "waiting"  # for an event
+    TIMED_OUT = "timed_out"  # an event wait passed its deadline
+
+
+class Step(models.Model):
+    """The recorded state of one step of one generation of an instance.
+
+    A step is identified by `key`: its name and how many times that name was used
+    before it in the run ("charge card#1").
+    """
+
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="steps")
+    generation = models.PositiveIntegerField()
+    key = models.CharField(max_length=300)
+    name = models.CharField(max_length=256)
+    kind = models.CharField(max_length=8, choices=StepKind.choices)
+    status = models.CharField(max_length=16, choices=StepStatus.choices)
+    result = models.JSONField(null=True)
+    error = models.JSONField(null=True)  # the last error: {"type": str, "message": str}
+    # Attempts made since the step was last (re)started; retry() sets it back to 0.
+    attempts = models.PositiveIntegerField(default=0)
+    # Sleep end, next retry, or event-wait deadline.
+    wake_at = models.DateTimeField(null=True)
+    event_type = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField()
+    completed_at = models.DateTimeField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["instance", "generation", "key"], name="step_unique_key_per_generation"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.status})"
+
+
+class StepRun(models.Model):
+    """One attempt of a `step.do`: when it ran, how long, and how it ended."""
+
+    class Outcome(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="runs")
+    attempt = models.PositiveIntegerField()
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.RUNNING)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True)
+    duration_ms = models.FloatField(null=True)
+    error_type = models.CharField(max_length=200, blank=True)
+    error_message = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["started_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.step.key} attempt {self.attempt} ({self.outcome})"
+
+
+class Event(models.Model):
+    """An event sent to an instance; consumed, oldest first, by one wait at most."""
+
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="events")
+    type = models.CharField(max_length=200)
+    payload = models.JSONField(null=True)
+    created_at = models.DateTimeField()
+    consumed_at = models.DateTimeField(null=True)
+    consumed_by = models.ForeignKey(
+        Step, null=True, on_delete=models.SET_NULL, related_name="consumed_events"
+    )
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["instance", "type", "consumed_at", "id"], name="event_pending_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} -> {self.instance_id}"

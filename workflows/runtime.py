@@ -1,0 +1,569 @@
+"""Replaying one instance: the `step` object, suspending and finishing.
+
+A run claims an instance (a lease), loads its recorded steps in one query and calls
+the workflow function from the top. Recorded steps return their recorded outcome;
+the first unrecorded step is executed and recorded. When the workflow must wait (a
+sleep, an event, a retry delay) the instance is marked waiting in the same
+transaction that records why, and the run unwinds with `_Suspended`, freeing the
+worker. The timer or `send_event` queues the instance again when it is due.
+
+Every write a run makes locks the instance row and checks the run still holds the
+lease, so a run that was presumed dead, or whose instance was terminated or
+restarted, can no longer record anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+import traceback
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.db import DatabaseError, transaction
+
+from . import clock
+from .definition import RetryPolicy, describe_duration, get_workflow, parse_duration
+from .dispatch import enqueue_run
+from .errors import NonDeterminismError, NonRetryableError, PayloadError, StepFailed, WaitTimeout
+from .models import Event, Instance, Status, Step, StepKind, StepRun, StepStatus
+from .payloads import to_json_value
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STEP_TIMEOUT = "10 minutes"
+DEFAULT_WAIT_TIMEOUT = "24 hours"
+MAX_STEP_NAME = 256
+MAX_TRACEBACK_CHARS = 20_000
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class WorkflowEvent:
+    """What the workflow function receives as its first argument."""
+
+    payload: Any
+    instance_id: str
+    timestamp: datetime
+
+
+class _Suspended(BaseException):
+    """The instance now waits; unwind the workflow function. (BaseException: user code
+    catching Exception must not swallow it.)"""
+
+
+class _Stopped(BaseException):
+    """This run may not go on: it lost its lease, or the instance was paused or handed back."""
+
+
+class _EngineFailure(BaseException):
+    """The engine's own database write failed; the run is abandoned and recovered later."""
+
+
+class _AttemptTimeout(BaseException):
+    """Raised inside a step function when its attempt runs past the step's timeout."""
+
+
+def run_instance(instance_id: str) -> str:
+    """Run the instance if it is queued and unclaimed; return what became of the run."""
+    instance = _claim(instance_id)
+    if instance is None:
+        return "skipped"
+    return _Run(instance).execute()
+
+
+def _claim(instance_id: str) -> Instance | None:
+    now = clock.now()
+    with transaction.atomic():
+        instance = Instance.objects.select_for_update().filter(pk=instance_id).first()
+        if instance is None or instance.status != Status.QUEUED:
+            return None
+        if instance.lease_token and instance.lease_expires_at > now:
+            return None  # a live run still holds it and will carry on
+        instance.status = Status.RUNNING
+        instance.lease_token = uuid.uuid4().hex
+        instance.lease_expires_at = now + _lease_grace()
+        instance.updated_at = now
+        instance.save(update_fields=["status", "lease_token", "lease_expires_at", "updated_at"])
+    return instance
+
+
+def _lease_grace() -> timedelta:
+    return timedelta(seconds=settings.DURABLE_LEASE_GRACE_SECONDS)
+
+
+def _release(instance: Instance) -> list[str]:
+    instance.lease_token = ""
+    instance.lease_expires_at = None
+    return ["lease_token", "lease_expires_at"]
+
+
+def _error_dict(error_type: str, message: str) -> dict[str, str]:
+    return {"type": error_type, "message": message}
+
+
+class StepContext:
+    """The `step` argument of a workflow function."""
+
+    def __init__(self, run: _Run) -> None:
+        self._run = run
+
+    def do(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        retries: RetryPolicy | dict | None = None,
+        timeout: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Run `fn(*args, **kwargs)` at most once successfully; return its recorded result."""
+        key = self._run.next_key(name)
+        if not callable(fn):
+            raise TypeError(f'step "{name}": {fn!r} is not callable')
+        policy = RetryPolicy.coerce(retries)
+        limit = parse_duration(DEFAULT_STEP_TIMEOUT if timeout is None else timeout)
+        if limit.total_seconds() <= 0:
+            raise ValueError(f'step "{name}": timeout must be longer than zero, got {timeout!r}')
+        return self._run.do_step(key, name, fn, args, kwargs, policy, limit)
+
+    def sleep(self, name: str, duration: Any) -> None:
+        """Suspend the instance for `duration`; no worker is held meanwhile."""
+        key = self._run.next_key(name)
+        length = parse_duration(duration)
+        self._run.sleep_step(key, name, lambda now: now + length)
+
+    def sleep_until(self, name: str, when: datetime | int | float) -> None:
+        """Suspend the instance until `when` (an aware datetime or epoch seconds)."""
+        key = self._run.next_key(name)
+        wake_at = _as_aware_datetime(when)
+        self._run.sleep_step(key, name, lambda now: wake_at)
+
+    def wait_for_event(self, name: str, type: str, timeout: Any = DEFAULT_WAIT_TIMEOUT) -> Any:
+        """Suspend until an event of `type` is sent to this instance; return its payload."""
+        key = self._run.next_key(name)
+        if not isinstance(type, str) or not type or len(type) > 200:
+            raise ValueError(
+                f'wait "{name}": event type must be a non-empty string of at most 200 characters, '
+                f"got {type!r}"
+            )
+        return self._run.wait_step(key, name, type, parse_duration(timeout))
+
+
+def _as_aware_datetime(when: datetime | int | float) -> datetime:
+    if isinstance(when, datetime):
+        if when.tzinfo is None or when.utcoffset() is None:
+            raise ValueError(f"sleep_until needs an aware datetime (with a timezone), got {when!r}")
+        return when
+    if isinstance(when, int | float) and not isinstance(when, bool):
+        return datetime.fromtimestamp(when, tz=UTC)
+    raise ValueError(f"sleep_until needs an aware datetime or epoch seconds, got {when!r}")
+
+
+class _Run:
+    """One execution of one instance, from claim to suspend, finish or stop."""
+
+    def __init__(self, instance: Instance) -> None:
+        self.instance_id = instance.id
+        self.token = instance.lease_token
+        self.generation = instance.generation
+        self.workflow = instance.workflow
+        self.event = WorkflowEvent(
+            payload=instance.params, instance_id=instance.id, timestamp=instance.created_at
+        )
+        self.history: dict[str, Step] = {
+            step.key: step
+            for step in Step.objects.filter(instance_id=instance.id, generation=instance.generation)
+        }
+        self.name_counts: Counter[str] = Counter()
+        self.started = time.monotonic()
+
+    # --- the run as a whole ------------------------------------------------------------
+
+    def execute(self) -> str:
+        try:
+            fn = get_workflow(self.workflow)
+            output = fn(self.event, StepContext(self))
+            output = to_json_value(output, what=f'the return value of workflow "{self.workflow}"')
+        except _Suspended:
+            return "suspended"
+        except _Stopped:
+            return "stopped"
+        except _EngineFailure:
+            logger.exception("run of %s abandoned: the engine could not write", self.instance_id)
+            raise
+        except StepFailed as exc:
+            return self._finish(Status.ERRORED, error=_error_dict(exc.error_type, exc.message))
+        except Exception as exc:
+            return self._finish(Status.ERRORED, error=_error_dict(type(exc).__name__, str(exc)))
+        return self._finish(Status.COMPLETE, output=output)
+
+    def _finish(self, status: Status, *, output: Any = None, error: dict | None = None) -> str:
+        trace = traceback.format_exc()[-MAX_TRACEBACK_CHARS:] if error else ""
+
+        def write(instance: Instance) -> None:
+            instance.status = status
+            instance.output = output
+            instance.error = error
+            instance.error_traceback = trace
+            instance.finished_at = instance.updated_at = clock.now()
+            instance.wake_at = None
+            instance.waiting_for = ""
+            fields = _release(instance)
+            instance.save(
+                update_fields=[
+                    "status",
+                    "output",
+                    "error",
+                    "error_traceback",
+                    "finished_at",
+                    "updated_at",
+                    "wake_at",
+                    "waiting_for",
+                    *fields,
+                ]
+            )
+
+        try:
+            self._transact(write)
+        except _Stopped:
+            return "stopped"
+        return str(status)
+
+    def _transact(self, write: Callable[[Instance], T], *, new_step: bool = False) -> T:
+        """Run `write` in a transaction with the instance locked, if this run may still write.
+
+        `new_step`: the write starts a step, which a pause, or a run that has used up its
+        time slice, must not do. Otherwise the lease is released, committed, and the run
+        stops.
+        """
+        try:
+            with transaction.atomic():
+                instance = Instance.objects.select_for_update().get(pk=self.instance_id)
+                if not self._must_stop(instance, new_step=new_step):
+                    if instance.status == Status.QUEUED:
+                        # Resumed while this run still held its lease: the run carries on.
+                        instance.status = Status.RUNNING
+                        instance.save(update_fields=["status"])
+                    return write(instance)
+        except DatabaseError as exc:
+            raise _EngineFailure(str(exc)) from exc
+        raise _Stopped
+
+    def _must_stop(self, instance: Instance, *, new_step: bool) -> bool:
+        if instance.lease_token != self.token:
+            return True  # terminated, restarted, or taken over after this run was presumed dead
+        if not new_step:
+            return False
+        if instance.status == Status.PAUSED:
+            instance.save(update_fields=_release(instance))
+            return True
+        if time.monotonic() - self.started > settings.DURABLE_RUN_SLICE_SECONDS:
+            instance.status = Status.QUEUED
+            instance.save(update_fields=["status", *_release(instance)])
+            enqueue_run(instance.id)
+            return True
+        return False
+
+    # --- identity of steps -------------------------------------------------------------
+
+    def next_key(self, name: str) -> str:
+        if not isinstance(name, str) or not 1 <= len(name) <= MAX_STEP_NAME:
+            raise ValueError(f"step name must be a string of 1-{MAX_STEP_NAME} characters, got {name!r}")
+        self.name_counts[name] += 1
+        return f"{name}#{self.name_counts[name]}"
+
+    def recorded(self, key: str, kind: StepKind) -> Step | None:
+        step = self.history.get(key)
+        if step is not None and step.kind != kind:
+            raise NonDeterminismError(
+                f'step "{step.name}" was recorded as a {step.kind} step but the workflow now '
+                f"runs it as a {kind} step; the workflow code changed under a running instance"
+            )
+        return step
+
+    def _new_step(self, key: str, name: str, kind: StepKind, now: datetime, **fields: Any) -> Step:
+        return Step(
+            instance_id=self.instance_id,
+            generation=self.generation,
+            key=key,
+            name=name,
+            kind=kind,
+            created_at=now,
+            **fields,
+        )
+
+    def _suspend_fields(self, instance: Instance, wake_at: datetime, waiting_for: str = "") -> None:
+        """Mark the instance waiting (or leave it paused) until `wake_at`, releasing the lease."""
+        instance.wake_at = wake_at
+        instance.waiting_for = waiting_for
+        if instance.status != Status.PAUSED:
+            instance.status = Status.WAITING
+        instance.updated_at = clock.now()
+        instance.save(update_fields=["wake_at", "waiting_for", "status", "updated_at", *_release(instance)])
+
+    # --- step.do -----------------------------------------------------------------------
+
+    def do_step(
+        self,
+        key: str,
+        name: str,
+        fn: Callable[..., Any],
+        args: tuple,
+        kwargs: dict,
+        policy: RetryPolicy,
+        limit: timedelta,
+    ) -> Any:
+        step = self.recorded(key, StepKind.DO)
+        while True:
+            if step is not None:
+                if step.status == StepStatus.SUCCEEDED:
+                    return step.result
+                if step.status == StepStatus.FAILED:
+                    raise StepFailed(name, step.attempts, step.error["type"], step.error["message"])
+                if step.status == StepStatus.RETRYING and step.wake_at and step.wake_at > clock.now():
+                    self._suspend_until(step.wake_at)
+                if step.status == StepStatus.RUNNING:
+                    # Recorded as started but never ended: its worker died or was killed.
+                    step = self._end_attempt(
+                        step,
+                        None,
+                        policy,
+                        failure=_Failure(
+                            "AttemptAbandoned",
+                            f'attempt {step.attempts} of step "{name}" never finished: its worker '
+                            "stopped (crashed, killed, or went past its timeout)",
+                        ),
+                    )
+                    continue
+                if step.status not in (StepStatus.RETRYING, StepStatus.RUNNING):
+                    raise AssertionError(f"unexpected status {step.status} for {key}")
+            step, attempt = self._start_attempt(step, key, name, limit)
+            result, failure = _call_with_timeout(fn, args, kwargs, name, step.attempts, limit)
+            step = self._end_attempt(step, attempt, policy, result=result, failure=failure)
+
+    def _suspend_until(self, wake_at: datetime) -> None:
+        self._transact(lambda instance: self._suspend_fields(instance, wake_at))
+        raise _Suspended
+
+    def _start_attempt(
+        self, step: Step | None, key: str, name: str, limit: timedelta
+    ) -> tuple[Step, StepRun]:
+        def write(instance: Instance) -> tuple[Step, StepRun]:
+            now = clock.now()
+            record = step or self._new_step(key, name, StepKind.DO, now, attempts=0)
+            record.status = StepStatus.RUNNING
+            record.attempts += 1
+            record.wake_at = None
+            record.save()
+            attempt = StepRun.objects.create(step=record, attempt=record.attempts, started_at=now)
+            # The lease must outlive the attempt, or the run would be presumed dead.
+            instance.lease_expires_at = now + limit + _lease_grace()
+            instance.save(update_fields=["lease_expires_at"])
+            return record, attempt
+
+        step, attempt = self._transact(write, new_step=True)
+        self.history[key] = step
+        return step, attempt
+
+    def _end_attempt(
+        self,
+        step: Step,
+        attempt: StepRun | None,
+        policy: RetryPolicy,
+        *,
+        result: Any = None,
+        failure: _Failure | None = None,
+    ) -> Step:
+        def write(instance: Instance) -> Step:
+            now = clock.now()
+            run = attempt or step.runs.filter(outcome=StepRun.Outcome.RUNNING).last()
+            if failure is None:
+                step.status = StepStatus.SUCCEEDED
+                step.result = result
+                step.error = None
+                step.completed_at = now
+            else:
+                step.error = _error_dict(failure.type, failure.message)
+                if failure.retryable and step.attempts <= policy.limit:
+                    step.status = StepStatus.RETRYING
+                    step.wake_at = now + policy.delay_before_retry(step.attempts)
+                else:
+                    step.status = StepStatus.FAILED
+                    step.completed_at = now
+            step.save()
+            if run is not None:
+                run.outcome = StepRun.Outcome.SUCCEEDED if failure is None else StepRun.Outcome.FAILED
+                run.ended_at = now
+                run.duration_ms = (now - run.started_at).total_seconds() * 1000
+                if failure is not None:
+                    run.error_type = failure.type
+                    run.error_message = failure.message
+                    run.traceback = failure.traceback
+                run.save()
+            instance.lease_expires_at = now + _lease_grace()
+            instance.save(update_fields=["lease_expires_at"])
+            return step
+
+        step = self._transact(write)
+        self.history[step.key] = step
+        return step
+
+    # --- step.sleep --------------------------------------------------------------------
+
+    def sleep_step(self, key: str, name: str, wake_at_for: Callable[[datetime], datetime]) -> None:
+        step = self.recorded(key, StepKind.SLEEP)
+        if step is not None and step.status == StepStatus.SUCCEEDED:
+            return
+
+        def write(instance: Instance) -> tuple[Step, bool]:
+            now = clock.now()
+            record = step or self._new_step(
+                key, name, StepKind.SLEEP, now, status=StepStatus.SLEEPING, wake_at=wake_at_for(now)
+            )
+            if now >= record.wake_at:
+                record.status = StepStatus.SUCCEEDED
+                record.completed_at = now
+                record.save()
+                return record, False
+            record.save()
+            self._suspend_fields(instance, record.wake_at)
+            return record, True
+
+        step, suspended = self._transact(write, new_step=True)
+        self.history[key] = step
+        if suspended:
+            raise _Suspended
+
+    # --- step.wait_for_event -----------------------------------------------------------
+
+    def wait_step(self, key: str, name: str, event_type: str, timeout: timedelta) -> Any:
+        step = self.recorded(key, StepKind.WAIT)
+        if step is None or step.status not in (StepStatus.SUCCEEDED, StepStatus.TIMED_OUT):
+
+            def write(instance: Instance) -> Step:
+                now = clock.now()
+                record = step or self._new_step(
+                    key,
+                    name,
+                    StepKind.WAIT,
+                    now,
+                    status=StepStatus.WAITING,
+                    event_type=event_type,
+                    wake_at=now + timeout,
+                )
+                # send_event locks the instance too, so no event slips in between this
+                # look and the suspend below.
+                event = (
+                    Event.objects.filter(
+                        instance_id=self.instance_id, type=event_type, consumed_at__isnull=True
+                    )
+                    .order_by("id")
+                    .first()
+                )
+                if event is not None:
+                    record.status = StepStatus.SUCCEEDED
+                    record.result = event.payload
+                    record.completed_at = now
+                    record.save()
+                    event.consumed_at = now
+                    event.consumed_by = record
+                    event.save(update_fields=["consumed_at", "consumed_by"])
+                elif now >= record.wake_at:
+                    record.status = StepStatus.TIMED_OUT
+                    record.completed_at = now
+                    record.save()
+                else:
+                    record.save()
+                    self._suspend_fields(instance, record.wake_at, waiting_for=event_type)
+                return record
+
+            step = self._transact(write, new_step=True)
+            self.history[key] = step
+        if step.status == StepStatus.SUCCEEDED:
+            return step.result
+        if step.status == StepStatus.TIMED_OUT:
+            waited = describe_duration(step.wake_at - step.created_at)
+            raise WaitTimeout(f'wait "{name}" for an event of type "{event_type}" timed out after {waited}')
+        raise _Suspended
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """How an attempt failed."""
+
+    type: str
+    message: str
+    traceback: str = ""
+    retryable: bool = True
+
+
+def _call_with_timeout(
+    fn: Callable[..., Any], args: tuple, kwargs: dict, name: str, attempt: int, limit: timedelta
+) -> tuple[Any, _Failure | None]:
+    """Call a step function once; return (result, None) or (None, how it failed)."""
+    seconds = limit.total_seconds()
+    started = time.monotonic()
+    timed_out = _Failure(
+        "StepTimeout",
+        f'attempt {attempt} of step "{name}" went past its timeout of {describe_duration(limit)}',
+    )
+    try:
+        with _interrupt_after(seconds):
+            result = fn(*args, **kwargs)
+    except _AttemptTimeout:
+        return None, timed_out
+    except Exception as exc:
+        return None, _Failure(
+            type(exc).__name__,
+            str(exc) or type(exc).__name__,
+            traceback.format_exc()[-MAX_TRACEBACK_CHARS:],
+            retryable=not isinstance(exc, NonRetryableError),
+        )
+    if time.monotonic() - started > seconds:
+        return None, timed_out
+    try:
+        return to_json_value(result, what=f'the result of step "{name}"'), None
+    except PayloadError as exc:
+        return None, _Failure("PayloadError", str(exc), retryable=False)
+
+
+@contextmanager
+def _interrupt_after(seconds: float) -> Iterator[None]:
+    """Raise _AttemptTimeout in the step function once it has run `seconds`.
+
+    Signals reach only the main thread; elsewhere the attempt is timed after it returns.
+    django-q2 arms SIGALRM for its own task timeout, so that alarm is kept and re-armed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    deadline = time.monotonic() + seconds
+    outer_handler = signal.getsignal(signal.SIGALRM)
+    outer_remaining, _ = signal.setitimer(signal.ITIMER_REAL, 0)
+    outer_deadline = time.monotonic() + outer_remaining if outer_remaining else None
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        if time.monotonic() >= deadline - 0.01:
+            raise _AttemptTimeout
+        if callable(outer_handler):  # the outer alarm came due first
+            outer_handler(signum, frame)
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, min(seconds, outer_remaining) if outer_remaining else seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, outer_handler)
+        if outer_deadline is not None:
+            signal.setitimer(signal.ITIMER_REAL, max(outer_deadline - time.monotonic(), 0.001))

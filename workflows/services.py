@@ -1,0 +1,209 @@
+"""Changing instances: creation, events and the lifecycle. Transactions live here.
+
+The Python API, the command line and the web all call these functions; none of them
+runs workflow code, they change rows and queue runs.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from . import clock
+from .definition import get_workflow
+from .dispatch import enqueue_run
+from .errors import InstanceExists, InstanceNotFound, InvalidState
+from .models import FINISHED_STATUSES, Event, Instance, Status, Step, StepStatus
+from .payloads import to_json_value
+
+_INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
+
+
+def create_instances(*, workflow: str, items: list[dict[str, Any]]) -> list[Instance]:
+    """Create and queue instances of `workflow`, all or none.
+
+    Each item is {"params": JSON value, "id": optional str}.
+    """
+    get_workflow(workflow)
+    if not isinstance(items, list | tuple):
+        raise ValueError(f"instances to create must be a list of dicts, got {type(items).__name__}")
+    now = clock.now()
+    instances = []
+    for position, item in enumerate(items):
+        if not isinstance(item, dict) or set(item) - {"params", "id"}:
+            raise ValueError(
+                f'item {position} must be a dict with "params" and optionally "id", got {item!r}'
+            )
+        instance_id = _checked_instance_id(item.get("id"))
+        params = to_json_value(item.get("params"), what=f'params of instance "{instance_id}"')
+        instances.append(
+            Instance(
+                id=instance_id,
+                workflow=workflow,
+                params=params,
+                status=Status.QUEUED,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    ids = [instance.id for instance in instances]
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:
+        raise InstanceExists(f"instance id(s) given more than once: {', '.join(repeated)}")
+    try:
+        with transaction.atomic():
+            taken = sorted(Instance.objects.filter(pk__in=ids).values_list("id", flat=True))
+            if taken:
+                raise InstanceExists(f"instance id(s) already taken: {', '.join(taken)}")
+            Instance.objects.bulk_create(instances)
+            for instance in instances:
+                enqueue_run(instance.id)
+    except IntegrityError:
+        raise InstanceExists(f"instance id(s) already taken: {', '.join(ids)}") from None
+    return instances
+
+
+def create_instance(*, workflow: str, params: Any = None, instance_id: str | None = None) -> Instance:
+    """Create and queue one instance of `workflow`."""
+    item: dict[str, Any] = {"params": params}
+    if instance_id is not None:
+        item["id"] = instance_id
+    return create_instances(workflow=workflow, items=[item])[0]
+
+
+def _checked_instance_id(value: Any) -> str:
+    if value is None:
+        return uuid.uuid4().hex
+    if not isinstance(value, str) or not _INSTANCE_ID.match(value):
+        raise ValueError(
+            f"invalid instance id {value!r}: use 1-100 letters, digits, '_', '-', '.' or ':', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def _locked(instance_id: str) -> Instance:
+    instance = Instance.objects.select_for_update().filter(pk=instance_id).first()
+    if instance is None:
+        raise InstanceNotFound(f'no instance with id "{instance_id}"')
+    return instance
+
+
+def _require(instance: Instance, action: str, allowed: tuple[str, ...]) -> None:
+    if instance.status not in allowed:
+        raise InvalidState(
+            f'cannot {action} instance "{instance.id}": it is {instance.status} '
+            f"(only possible when {' or '.join(allowed)})"
+        )
+
+
+def _queue(instance: Instance, now: Any, *extra_fields: str) -> None:
+    """Make the instance runnable now and queue a run, in the caller's transaction."""
+    instance.status = Status.QUEUED
+    instance.wake_at = None
+    instance.waiting_for = ""
+    instance.updated_at = now
+    instance.save(update_fields=["status", "wake_at", "waiting_for", "updated_at", *extra_fields])
+    enqueue_run(instance.id)
+
+
+def send_event(*, instance_id: str, event_type: str, payload: Any = None) -> Event:
+    """Deliver an event; it wakes the instance if it waits for that type, else it is kept."""
+    if not isinstance(event_type, str) or not event_type or len(event_type) > 200:
+        raise ValueError(
+            f"event type must be a non-empty string of at most 200 characters, got {event_type!r}"
+        )
+    payload = to_json_value(payload, what=f'payload of event "{event_type}"')
+    with transaction.atomic():
+        instance = _locked(instance_id)
+        if instance.status in FINISHED_STATUSES:
+            raise InvalidState(
+                f'cannot send event "{event_type}" to instance "{instance_id}": it is {instance.status}'
+            )
+        now = clock.now()
+        event = Event.objects.create(instance=instance, type=event_type, payload=payload, created_at=now)
+        if instance.status == Status.WAITING and instance.waiting_for == event_type:
+            _queue(instance, now)
+    return event
+
+
+def pause_instance(*, instance_id: str) -> Instance:
+    """No new step starts until resume; a step already running finishes and is recorded."""
+    with transaction.atomic():
+        instance = _locked(instance_id)
+        _require(instance, "pause", (Status.QUEUED, Status.RUNNING, Status.WAITING))
+        instance.status = Status.PAUSED
+        instance.updated_at = clock.now()
+        instance.save(update_fields=["status", "updated_at"])
+    return instance
+
+
+def resume_instance(*, instance_id: str) -> Instance:
+    """Let a paused instance go on (replay finds where it was)."""
+    with transaction.atomic():
+        instance = _locked(instance_id)
+        _require(instance, "resume", (Status.PAUSED,))
+        _queue(instance, clock.now())
+    return instance
+
+
+def terminate_instance(*, instance_id: str) -> Instance:
+    """End the instance for good; a run in progress can record nothing more."""
+    with transaction.atomic():
+        instance = _locked(instance_id)
+        _require(instance, "terminate", (Status.QUEUED, Status.RUNNING, Status.WAITING, Status.PAUSED))
+        now = clock.now()
+        instance.status = Status.TERMINATED
+        instance.finished_at = instance.updated_at = now
+        instance.wake_at = None
+        instance.waiting_for = ""
+        instance.lease_token = ""
+        instance.lease_expires_at = None
+        instance.save()
+    return instance
+
+
+def restart_instance(*, instance_id: str) -> Instance:
+    """Discard every step result and run again from the start with the same params.
+
+    The old steps stay in the database under the previous generation, for the record.
+    """
+    with transaction.atomic():
+        instance = _locked(instance_id)
+        instance.generation += 1
+        instance.output = None
+        instance.error = None
+        instance.error_traceback = ""
+        instance.finished_at = None
+        instance.lease_token = ""
+        instance.lease_expires_at = None
+        _queue(
+            instance,
+            clock.now(),
+            "generation",
+            "output",
+            "error",
+            "error_traceback",
+            "finished_at",
+            "lease_token",
+            "lease_expires_at",
+        )
+    return instance
+
+
+def retry_instance(*, instance_id: str) -> Instance:
+    """Run an errored instance again from its failed step, with a fresh attempt count."""
+    with transaction.atomic():
+        instance = _locked(instance_id)
+        _require(instance, "retry", (Status.ERRORED,))
+        Step.objects.filter(
+            instance=instance, generation=instance.generation, status=StepStatus.FAILED
+        ).update(status=StepStatus.RETRYING, attempts=0, wake_at=None, completed_at=None)
+        instance.error = None
+        instance.error_traceback = ""
+        instance.finished_at = None
+        _queue(instance, clock.now(), "error", "error_traceback", "finished_at")
+    return instance

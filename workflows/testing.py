@@ -1,0 +1,48 @@
+"""Testing workflows in-process: run_until_idle, advance, reset_clock.
+
+inst = workflows.create("order-fulfilment", params={"order_id": 42})
+run_until_idle()
+advance("1 day")
+"""
+
+from __future__ import annotations
+
+from django.db.models import Q
+
+from . import clock
+from .definition import Duration, parse_duration
+from .models import Instance, Status
+from .runtime import run_instance
+from .timers import recover_abandoned_runs, wake_due_instances
+
+MAX_RUNS = 10_000
+
+
+def run_until_idle() -> None:
+    """Run everything runnable now, in this process, until nothing is left to run."""
+    for _ in range(MAX_RUNS):
+        now = clock.now()
+        wake_due_instances(now=now)
+        recover_abandoned_runs(now=now)
+        runnable = list(
+            Instance.objects.filter(status=Status.QUEUED)
+            .filter(Q(lease_token="") | Q(lease_expires_at__lte=now))
+            .order_by("created_at", "id")
+            .values_list("id", flat=True)
+        )
+        if not runnable:
+            return
+        for instance_id in runnable:
+            run_instance(instance_id)
+    raise RuntimeError(f"still busy after {MAX_RUNS} runs: does a workflow keep waking itself without end?")
+
+
+def advance(duration: Duration) -> None:
+    """Move the engine's clock forward by `duration`, then run until idle."""
+    clock.shift(parse_duration(duration))
+    run_until_idle()
+
+
+def reset_clock() -> None:
+    """Go back to real time."""
+    clock.reset()
