@@ -1,0 +1,121 @@
+"""step.wait_for_event and send_event: buffered events, one consumer, timeouts."""
+
+import pytest
+
+import workflows
+from workflows import WaitTimeout, workflow
+from workflows.models import Event
+from workflows.testing import advance, run_until_idle
+
+pytestmark = pytest.mark.django_db
+
+
+@workflow("events-test-approval")
+def approval_flow(event, step):
+    step.do("prepare", lambda: "ready")
+    try:
+        decision = step.wait_for_event("approval", type="approval", timeout="1 hour")
+    except WaitTimeout:
+        return {"timed_out": True}
+    return {"decision": decision}
+
+
+def test_an_event_sent_while_waiting_resumes_the_instance_with_its_payload():
+    inst = workflows.create("events-test-approval")
+    run_until_idle()
+    assert inst.status()["status"] == "waiting"
+    inst.send_event("approval", {"approved": True})
+    assert inst.status()["status"] == "queued"
+    run_until_idle()
+    assert inst.status()["output"] == {"decision": {"approved": True}}
+
+
+def test_an_event_sent_before_the_wait_is_kept_and_consumed_by_it():
+    inst = workflows.create("events-test-approval")
+    inst.send_event("approval", {"approved": "early"})
+    run_until_idle()
+    assert inst.status()["output"] == {"decision": {"approved": "early"}}
+
+
+def test_the_wait_times_out_with_wait_timeout():
+    inst = workflows.create("events-test-approval")
+    run_until_idle()
+    advance("59 minutes")
+    assert inst.status()["status"] == "waiting"
+    advance("1 minute")
+    assert inst.status()["output"] == {"timed_out": True}
+
+
+def test_an_event_of_another_type_does_not_wake_the_wait():
+    inst = workflows.create("events-test-approval")
+    run_until_idle()
+    inst.send_event("comment", "looks fine")
+    assert inst.status()["status"] == "waiting"
+    run_until_idle()
+    assert inst.status()["status"] == "waiting"
+
+
+@workflow("events-test-two-waits")
+def two_waits_flow(event, step):
+    first = step.wait_for_event("first", type="tick")
+    second = step.wait_for_event("second", type="tick")
+    return [first, second]
+
+
+def test_buffered_events_are_consumed_oldest_first_each_by_one_wait():
+    inst = workflows.create("events-test-two-waits")
+    inst.send_event("tick", 1)
+    inst.send_event("tick", 2)
+    inst.send_event("tick", 3)
+    run_until_idle()
+    assert inst.status()["output"] == [1, 2]
+    assert list(Event.objects.filter(consumed_at__isnull=True).values_list("payload", flat=True)) == [3]
+
+
+def test_one_event_is_consumed_by_one_wait_only():
+    inst = workflows.create("events-test-two-waits")
+    run_until_idle()
+    inst.send_event("tick", "only one")
+    run_until_idle()
+    assert inst.status()["status"] == "waiting"
+    assert Event.objects.get().consumed_by.key == "first#1"
+    inst.send_event("tick", "another")
+    run_until_idle()
+    assert inst.status()["output"] == ["only one", "another"]
+
+
+def test_send_event_to_a_finished_instance_is_invalid_state():
+    inst = workflows.create("events-test-approval")
+    inst.send_event("approval", {"approved": True})
+    run_until_idle()
+    with pytest.raises(workflows.InvalidState, match="complete"):
+        inst.send_event("approval", {"approved": False})
+    assert Event.objects.count() == 1
+
+
+def test_send_event_checks_its_type_and_payload(small_payload_limit):
+    inst = workflows.create("events-test-approval")
+    with pytest.raises(ValueError, match="event type"):
+        inst.send_event("", {})
+    with pytest.raises(ValueError, match="JSON"):
+        inst.send_event("approval", {"when": object()})
+    with pytest.raises(ValueError, match="over the limit"):
+        inst.send_event("approval", "x" * 2000)
+    assert Event.objects.count() == 0
+
+
+def test_send_event_to_an_unknown_instance_is_instance_not_found():
+    with pytest.raises(workflows.InstanceNotFound):
+        workflows.Instance("nope").send_event("approval")
+
+
+def test_events_can_be_sent_to_a_paused_instance_and_are_kept():
+    inst = workflows.create("events-test-approval")
+    run_until_idle()
+    inst.pause()
+    inst.send_event("approval", {"approved": True})
+    run_until_idle()
+    assert inst.status()["status"] == "paused"
+    inst.resume()
+    run_until_idle()
+    assert inst.status()["output"] == {"decision": {"approved": True}}

@@ -1,0 +1,192 @@
+"""pause, resume, terminate, restart and retry, and the statuses that allow them."""
+
+from collections import Counter
+
+import pytest
+
+import workflows
+from workflows import InvalidState, workflow
+from workflows.models import Instance, Step
+from workflows.testing import advance, run_until_idle
+
+pytestmark = pytest.mark.django_db
+
+calls: Counter[str] = Counter()
+broken = {"charge": True}
+
+
+@pytest.fixture(autouse=True)
+def _reset():
+    calls.clear()
+    broken["charge"] = True
+
+
+def record(label):
+    calls[label] += 1
+    return label
+
+
+def charge():
+    calls["charge"] += 1
+    if broken["charge"]:
+        raise ConnectionError("payment API unreachable")
+    return "charged"
+
+
+@workflow("lifecycle-test-order")
+def order_flow(event, step):
+    step.do("load", record, "load")
+    step.do("charge", charge, retries={"limit": 1, "delay": 0})
+    step.sleep("cool-off", "1 hour")
+    step.do("ship", record, "ship")
+    return "shipped"
+
+
+def test_retry_continues_an_errored_instance_from_its_failed_step_with_fresh_attempts():
+    inst = workflows.create("lifecycle-test-order")
+    run_until_idle()
+    assert inst.status()["status"] == "errored"
+    assert calls == {"load": 1, "charge": 2}
+
+    broken["charge"] = False
+    inst.retry()
+    run_until_idle()
+    advance("1 hour")
+
+    assert inst.status() == {"status": "complete", "output": "shipped", "error": None}
+    assert calls == {"load": 1, "charge": 3, "ship": 1}
+    assert Step.objects.get(key="charge#1").attempts == 1
+
+
+def test_retry_gives_the_failed_step_its_whole_retry_budget_again():
+    inst = workflows.create("lifecycle-test-order")
+    run_until_idle()
+    inst.retry()
+    run_until_idle()
+    assert calls["charge"] == 4  # two attempts, then two more after retry()
+    assert inst.status()["status"] == "errored"
+
+
+def test_restart_discards_step_results_and_runs_from_the_start_with_the_same_params():
+    broken["charge"] = False
+    inst = workflows.create("lifecycle-test-order", params={"order": 1})
+    run_until_idle()
+    advance("1 hour")
+    assert inst.status()["status"] == "complete"
+
+    inst.restart()
+    assert inst.status() == {"status": "queued", "output": None, "error": None}
+    run_until_idle()
+    advance("1 hour")
+
+    assert inst.status()["status"] == "complete"
+    assert calls == {"load": 2, "charge": 2, "ship": 2}
+    row = Instance.objects.get(pk=inst.id)
+    assert (row.generation, row.params) == (2, {"order": 1})
+
+
+def test_restart_of_a_sleeping_instance_cancels_the_sleep():
+    broken["charge"] = False
+    inst = workflows.create("lifecycle-test-order")
+    run_until_idle()
+    inst.restart()
+    run_until_idle()
+    assert calls == {"load": 2, "charge": 2}
+    assert inst.status()["status"] == "waiting"
+
+
+def test_pause_stops_new_steps_until_resume():
+    broken["charge"] = False
+    inst = workflows.create("lifecycle-test-order")
+    run_until_idle()
+    inst.pause()
+    advance("2 hours")
+    assert inst.status()["status"] == "paused"
+    assert calls["ship"] == 0
+
+    inst.resume()
+    run_until_idle()
+    assert inst.status()["status"] == "complete"
+    assert calls["ship"] == 1
+
+
+@workflow("lifecycle-test-pause-mid-step")
+def pause_mid_step_flow(event, step):
+    step.do("pause myself", workflows.get(event.instance_id).pause)
+    step.do("after", record, "after")
+    return "done"
+
+
+def test_a_step_already_running_when_paused_finishes_and_is_recorded():
+    inst = workflows.create("lifecycle-test-pause-mid-step")
+    run_until_idle()
+    assert inst.status()["status"] == "paused"
+    assert Step.objects.get(key="pause myself#1").status == "succeeded"
+    assert calls["after"] == 0
+    assert Instance.objects.get(pk=inst.id).lease_token == ""
+
+    inst.resume()
+    run_until_idle()
+    assert inst.status()["output"] == "done"
+    assert calls["after"] == 1
+
+
+def test_a_paused_queued_instance_does_not_start():
+    inst = workflows.create("lifecycle-test-order")
+    inst.pause()
+    run_until_idle()
+    assert calls == {}
+    assert inst.status()["status"] == "paused"
+
+
+def test_terminate_ends_the_instance_for_good():
+    broken["charge"] = False
+    inst = workflows.create("lifecycle-test-order")
+    run_until_idle()
+    inst.terminate()
+    advance("2 hours")
+    assert inst.status()["status"] == "terminated"
+    assert calls["ship"] == 0
+    with pytest.raises(InvalidState):
+        inst.resume()
+
+
+@workflow("lifecycle-test-terminate-mid-step")
+def terminate_mid_step_flow(event, step):
+    step.do("terminate myself", workflows.get(event.instance_id).terminate)
+    step.do("after", record, "after")
+
+
+def test_a_run_in_progress_records_nothing_after_terminate():
+    inst = workflows.create("lifecycle-test-terminate-mid-step")
+    run_until_idle()
+    assert inst.status()["status"] == "terminated"
+    assert calls["after"] == 0
+    assert not Step.objects.filter(key="terminate myself#1", status="succeeded").exists()
+
+
+@pytest.mark.parametrize(
+    ("action", "status"),
+    [
+        ("resume", "queued"),
+        ("retry", "queued"),
+        ("retry", "complete"),
+        ("pause", "complete"),
+        ("pause", "paused"),
+        ("terminate", "complete"),
+        ("terminate", "terminated"),
+        ("resume", "waiting"),
+    ],
+)
+def test_lifecycle_calls_that_make_no_sense_raise_invalid_state(action, status):
+    inst = workflows.create("lifecycle-test-order")
+    Instance.objects.filter(pk=inst.id).update(status=status)
+    with pytest.raises(InvalidState, match=f"it is {status}"):
+        getattr(inst, action)()
+    assert inst.status()["status"] == status
+
+
+@pytest.mark.parametrize("action", ["pause", "resume", "terminate", "restart", "retry", "status"])
+def test_lifecycle_calls_on_an_unknown_id_raise_instance_not_found(action):
+    with pytest.raises(workflows.InstanceNotFound, match="ghost"):
+        getattr(workflows.Instance("ghost"), action)()

@@ -1,0 +1,203 @@
+"""Retries: limit, delay and backoff; timeouts; non-retryable errors; StepFailed."""
+
+import time
+from collections import Counter
+
+import pytest
+
+import workflows
+from workflows import NonRetryableError, RetryPolicy, StepFailed, workflow
+from workflows.models import Instance, Step, StepRun
+from workflows.testing import advance, run_until_idle
+
+pytestmark = pytest.mark.django_db
+
+attempts: Counter[str] = Counter()
+
+
+@pytest.fixture(autouse=True)
+def _reset_attempts():
+    attempts.clear()
+
+
+class Flaky(Exception):
+    pass
+
+
+def fail_times(label, failures, value="ok"):
+    attempts[label] += 1
+    if attempts[label] <= failures:
+        raise Flaky(f"{label} failure {attempts[label]}")
+    return value
+
+
+def retry_waits(instance_id):
+    """The delay before each retry, read from the recorded failed attempts."""
+    runs = list(StepRun.objects.filter(step__instance_id=instance_id).order_by("id"))
+    return [(b.started_at - a.ended_at).total_seconds() for a, b in zip(runs, runs[1:], strict=False)]
+
+
+@workflow("retries-test-backoff")
+def backoff_flow(event, step):
+    return step.do(
+        "flaky",
+        fail_times,
+        "flaky",
+        event.payload["failures"],
+        retries={"limit": 3, "delay": "10 seconds", "backoff": event.payload["backoff"]},
+    )
+
+
+@pytest.mark.parametrize(
+    ("backoff", "waits"),
+    [("constant", [10, 10, 10]), ("linear", [10, 20, 30]), ("exponential", [10, 20, 40])],
+)
+def test_each_backoff_kind_waits_the_documented_delays_between_attempts(backoff, waits):
+    inst = workflows.create("retries-test-backoff", params={"failures": 3, "backoff": backoff})
+    run_until_idle()
+    for wait in waits:
+        assert inst.status()["status"] == "waiting"
+        advance(wait - 1)
+        assert inst.status()["status"] == "waiting", "retried before its delay"
+        advance(1)
+    assert inst.status() == {"status": "complete", "output": "ok", "error": None}
+    assert attempts["flaky"] == 4
+    assert [round(w) for w in retry_waits(inst.id)] == waits
+
+
+def test_a_retry_delay_suspends_the_instance_instead_of_holding_a_worker():
+    inst = workflows.create("retries-test-backoff", params={"failures": 1, "backoff": "constant"})
+    run_until_idle()
+    row = Instance.objects.get(pk=inst.id)
+    assert (row.status, row.lease_token) == ("waiting", "")
+    assert row.wake_at == Step.objects.get(instance=row).wake_at
+
+
+def test_when_attempts_are_used_up_the_last_error_errors_the_instance():
+    inst = workflows.create("retries-test-backoff", params={"failures": 99, "backoff": "constant"})
+    run_until_idle()
+    for _ in range(3):
+        advance(10)
+    assert attempts["flaky"] == 4  # limit 3 = three retries after the first attempt
+    assert inst.status() == {
+        "status": "errored",
+        "output": None,
+        "error": {"type": "Flaky", "message": "flaky failure 4"},
+    }
+    assert "Traceback" in StepRun.objects.filter(step__instance_id=inst.id).last().traceback
+
+
+@workflow("retries-test-limit-zero")
+def limit_zero_flow(event, step):
+    return step.do("once", fail_times, "once", 1, retries=RetryPolicy(limit=0))
+
+
+def test_limit_zero_means_a_single_attempt():
+    inst = workflows.create("retries-test-limit-zero")
+    run_until_idle()
+    assert inst.status()["status"] == "errored"
+    assert attempts["once"] == 1
+
+
+class CardDeclined(NonRetryableError):
+    pass
+
+
+def decline():
+    attempts["decline"] += 1
+    raise CardDeclined("card 4242 declined")
+
+
+@workflow("retries-test-non-retryable")
+def non_retryable_flow(event, step):
+    return step.do("charge", decline, retries={"limit": 5, "delay": 0})
+
+
+def test_non_retryable_error_fails_the_step_at_once():
+    inst = workflows.create("retries-test-non-retryable")
+    run_until_idle()
+    assert attempts["decline"] == 1
+    assert inst.status()["error"] == {"type": "CardDeclined", "message": "card 4242 declined"}
+
+
+@workflow("retries-test-caught")
+def caught_flow(event, step):
+    try:
+        step.do("doomed", fail_times, "doomed", 99, retries={"limit": 1, "delay": 0})
+    except StepFailed as failure:
+        step.sleep("after failure", 30)
+        return {
+            "step": failure.step_name,
+            "attempts": failure.attempts,
+            "type": failure.error_type,
+            "message": failure.message,
+        }
+
+
+def test_step_failed_can_be_caught_and_is_raised_again_on_replay():
+    inst = workflows.create("retries-test-caught")
+    run_until_idle()
+    advance(30)  # replays past the failed step: StepFailed again, no new attempt
+    assert inst.status()["output"] == {
+        "step": "doomed",
+        "attempts": 2,
+        "type": "Flaky",
+        "message": "doomed failure 2",
+    }
+    assert attempts["doomed"] == 2
+
+
+def slow(seconds):
+    attempts["slow"] += 1
+    time.sleep(seconds)
+    return "finished"
+
+
+@workflow("retries-test-timeout")
+def timeout_flow(event, step):
+    return step.do("slow", slow, 5, timeout=0.2, retries={"limit": 1, "delay": 0})
+
+
+def test_an_attempt_over_its_timeout_is_interrupted_and_counts_as_failed():
+    inst = workflows.create("retries-test-timeout")
+    started = time.monotonic()
+    run_until_idle()
+    assert time.monotonic() - started < 2, "the attempts were not interrupted"
+    assert attempts["slow"] == 2
+    error = inst.status()["error"]
+    assert error["type"] == "StepTimeout"
+    assert 'step "slow"' in error["message"]
+
+
+def busy_and_swallow(seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.01)
+        except BaseException:  # noqa: B036 - a careless step that swallows even the interrupt
+            pass
+    return "late"
+
+
+@workflow("retries-test-late-result")
+def late_result_flow(event, step):
+    return step.do("late", busy_and_swallow, 0.3, timeout=0.1, retries={"limit": 0})
+
+
+def test_a_result_returned_after_the_timeout_still_counts_as_a_failed_attempt():
+    inst = workflows.create("retries-test-late-result")
+    run_until_idle()
+    assert inst.status()["error"]["type"] == "StepTimeout"
+
+
+@workflow("retries-test-bad-policy")
+def bad_policy_flow(event, step):
+    return step.do("x", fail_times, "x", 0, retries={"limit": 1, "backoff": "sometimes"})
+
+
+def test_a_bad_retry_policy_errors_the_instance_before_the_step_runs():
+    inst = workflows.create("retries-test-bad-policy")
+    run_until_idle()
+    assert inst.status()["error"]["type"] == "ValueError"
+    assert "backoff" in inst.status()["error"]["message"]
+    assert attempts["x"] == 0

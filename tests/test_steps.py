@@ -1,0 +1,174 @@
+"""step.do: run once, record the result, replay it."""
+
+from collections import Counter
+
+import pytest
+
+import workflows
+from workflows import workflow
+from workflows.models import Step, StepRun
+from workflows.testing import advance, run_until_idle
+
+pytestmark = pytest.mark.django_db
+
+calls: Counter[str] = Counter()
+
+
+@pytest.fixture(autouse=True)
+def _reset_calls():
+    calls.clear()
+
+
+def counted(label, value=None):
+    calls[label] += 1
+    return value
+
+
+@workflow("steps-test-memo")
+def memo_flow(event, step):
+    first = step.do("first", counted, "first", {"n": event.payload["n"]})
+    step.sleep("nap", "1 hour")
+    second = step.do("second", counted, "second", first["n"] + 1)
+    return {"first": first, "second": second}
+
+
+def test_completed_steps_are_not_rerun_when_the_instance_resumes():
+    inst = workflows.create("steps-test-memo", params={"n": 1})
+    run_until_idle()
+    assert inst.status()["status"] == "waiting"
+    assert calls == {"first": 1}
+
+    advance("1 hour")
+
+    assert inst.status() == {"status": "complete", "output": {"first": {"n": 1}, "second": 2}, "error": None}
+    assert calls == {"first": 1, "second": 1}
+
+
+@workflow("steps-test-repeated-names")
+def repeated_names_flow(event, step):
+    return [step.do("poll", counted, "poll", i) for i in range(3)]
+
+
+def test_the_same_name_used_again_is_a_different_step():
+    inst = workflows.create("steps-test-repeated-names")
+    run_until_idle()
+    assert inst.status()["output"] == [0, 1, 2]
+    assert list(Step.objects.order_by("id").values_list("key", flat=True)) == ["poll#1", "poll#2", "poll#3"]
+
+
+@workflow("steps-test-args")
+def args_flow(event, step):
+    return step.do("join", lambda *parts, sep: sep.join(parts), "a", "b", sep="-")
+
+
+def test_step_passes_positional_and_keyword_arguments():
+    inst = workflows.create("steps-test-args")
+    run_until_idle()
+    assert inst.status()["output"] == "a-b"
+
+
+@workflow("steps-test-shape")
+def shape_flow(event, step):
+    value = step.do("tuple", lambda: (1, {2: "two"}))
+    step.sleep("nap", 60)
+    return value
+
+
+def test_first_run_sees_the_result_exactly_as_a_replay_will():
+    inst = workflows.create("steps-test-shape")
+    run_until_idle()
+    advance(60)
+    assert inst.status()["output"] == [1, {"2": "two"}]
+
+
+@workflow("steps-test-none")
+def none_result_flow(event, step):
+    step.do("returns nothing", counted, "nothing")
+    step.sleep("nap", 60)
+    return "done"
+
+
+def test_a_none_result_is_recorded_and_not_rerun():
+    inst = workflows.create("steps-test-none")
+    run_until_idle()
+    advance(60)
+    assert inst.status()["output"] == "done"
+    assert calls == {"nothing": 1}
+
+
+@workflow("steps-test-bad-result")
+def bad_result_flow(event, step):
+    return step.do("make a set", lambda: {1, 2})
+
+
+def test_a_non_json_result_fails_the_step_at_once_naming_the_step_and_type():
+    inst = workflows.create("steps-test-bad-result")
+    run_until_idle()
+    status = inst.status()
+    assert status["status"] == "errored"
+    assert status["error"]["type"] == "PayloadError"
+    assert 'step "make a set"' in status["error"]["message"]
+    assert "set" in status["error"]["message"]
+    assert StepRun.objects.count() == 1  # non-retryable: one attempt only
+
+
+@workflow("steps-test-big-result")
+def big_result_flow(event, step):
+    return step.do("too big", lambda: "x" * 5000)
+
+
+def test_an_oversize_result_fails_the_step_naming_the_size(small_payload_limit):
+    inst = workflows.create("steps-test-big-result")
+    run_until_idle()
+    error = inst.status()["error"]
+    assert error["type"] == "PayloadError"
+    assert 'step "too big"' in error["message"]
+    assert "5,002 bytes" in error["message"]
+    assert StepRun.objects.count() == 1
+
+
+@workflow("steps-test-bad-output")
+def bad_output_flow(event, step):
+    return object()
+
+
+def test_a_non_json_workflow_return_value_errors_the_instance():
+    inst = workflows.create("steps-test-bad-output")
+    run_until_idle()
+    assert inst.status()["error"]["type"] == "PayloadError"
+    assert "return value" in inst.status()["error"]["message"]
+
+
+@workflow("steps-test-bad-name")
+def bad_name_flow(event, step):
+    return step.do("", counted, "never")
+
+
+def test_an_empty_step_name_errors_the_instance_clearly():
+    inst = workflows.create("steps-test-bad-name")
+    run_until_idle()
+    assert inst.status()["error"]["type"] == "ValueError"
+    assert "step name" in inst.status()["error"]["message"]
+    assert calls == {}
+
+
+@workflow("steps-test-event")
+def event_flow(event, step):
+    return {"payload": event.payload, "id": event.instance_id, "at": event.timestamp.isoformat()}
+
+
+def test_the_workflow_receives_params_id_and_creation_time():
+    inst = workflows.create("steps-test-event", params={"x": 1}, id="event-shape")
+    run_until_idle()
+    output = inst.status()["output"]
+    assert output["payload"] == {"x": 1}
+    assert output["id"] == "event-shape"
+    assert output["at"].endswith("+00:00")
+
+
+def test_every_attempt_records_its_start_end_and_duration():
+    workflows.create("steps-test-repeated-names")
+    run_until_idle()
+    runs = list(StepRun.objects.all())
+    assert len(runs) == 3
+    assert all(r.outcome == "succeeded" and r.ended_at >= r.started_at and r.duration_ms >= 0 for r in runs)
