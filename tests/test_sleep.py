@@ -98,7 +98,7 @@ def test_a_bad_sleep_duration_errors_the_instance_naming_the_value():
 
 @workflow("sleep-test-loop")
 def loop_flow(event, step):
-    for day in range(3):
+    for _day in range(3):
         step.sleep("daily", "1 day")
     return "three days later"
 
