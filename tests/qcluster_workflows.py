@@ -1,0 +1,45 @@
+"""Workflows run by a real `qcluster` in test_qcluster.py.
+
+Imported under the same module name by the test process (to create instances) and by
+the cluster subprocess (to run them). Steps leave traces in files under params["dir"],
+so the test sees how often each one really ran.
+"""
+
+import os
+import time
+from pathlib import Path
+
+from workflows import workflow
+
+
+def append(path: str, line: str) -> str:
+    with open(path, "a") as log:
+        log.write(line + "\n")
+    return line
+
+
+def slow_the_first_time(directory: str) -> str:
+    marker = Path(directory) / "slow.pid"
+    if not marker.exists():
+        marker.write_text(str(os.getpid()))
+        time.sleep(30)  # the test kills the worker here
+    return "slow done"
+
+
+@workflow("qcluster-test-sleep-and-event")
+def sleep_and_event(event, step):
+    directory = event.payload["dir"]
+    step.do("before", append, f"{directory}/before.log", "before")
+    step.sleep("nap", "1 second")
+    decision = step.wait_for_event("go", type="go", timeout="1 minute")
+    step.do("after", append, f"{directory}/after.log", "after")
+    return {"decision": decision}
+
+
+@workflow("qcluster-test-crash")
+def crash(event, step):
+    directory = event.payload["dir"]
+    step.do("first", append, f"{directory}/first.log", "first")
+    step.do("slow", slow_the_first_time, directory, timeout="5 seconds", retries={"limit": 2, "delay": 0})
+    step.do("third", append, f"{directory}/third.log", "third")
+    return "survived"
