@@ -43,3 +43,13 @@ def crash(event, step):
     step.do("slow", slow_the_first_time, directory, timeout="5 seconds", retries={"limit": 2, "delay": 0})
     step.do("third", append, f"{directory}/third.log", "third")
     return "survived"
+
+
+def hang() -> str:
+    time.sleep(60)
+    return "never"
+
+
+@workflow("qcluster-test-timeout")
+def timeout(event, step):
+    step.do("hang", hang, timeout="1 second", retries={"limit": 1, "delay": 0})

@@ -120,3 +120,14 @@ def test_a_worker_killed_mid_step_is_recovered_without_rerunning_completed_steps
         (1, "failed", "AttemptAbandoned"),
         (2, "succeeded", ""),
     ]
+
+
+def test_a_step_timeout_interrupts_the_attempt_inside_a_worker(cluster):
+    inst = workflows.create("qcluster-test-timeout")
+    started = time.monotonic()
+    wait_for(lambda: inst.status()["status"] == "errored", cluster, what="the timed-out step to fail")
+    assert time.monotonic() - started < 10
+    assert inst.status()["error"]["type"] == "StepTimeout"
+    # The worker survived its interrupted attempts and still runs work.
+    again = workflows.create("qcluster-test-timeout")
+    wait_for(lambda: again.status()["status"] == "errored", cluster, what="a second instance")
