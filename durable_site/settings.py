@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "django_q",
     "workflows",
+    "approvals",
     # The site's own workflows (durable_site/workflows.py) are the demo workflows.
     "durable_site",
 ]
@@ -103,8 +104,11 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "login"
+# Absolute address of the site, for links in emails (approval requests).
+DURABLE_BASE_URL = os.environ.get("DURABLE_BASE_URL", "http://127.0.0.1:8000")
 
 EMAIL_BACKEND = os.environ.get("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 

@@ -8,11 +8,16 @@ class WorkflowsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.db.models.signals import post_migrate
         from django_q.signals import post_spawn
+
+        from .roles import ensure_roles
 
         # Each installed app's workflows.py registers its @workflow functions.
         autodiscover_modules("workflows")
         post_spawn.connect(_start_timer, dispatch_uid="durable-timer")
+        # After auth has created the permissions (apps migrate in INSTALLED_APPS order).
+        post_migrate.connect(ensure_roles, sender=self, dispatch_uid="durable-roles")
 
 
 def _start_timer(sender: object, proc_name: str, **kwargs: object) -> None:

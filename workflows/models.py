@@ -49,6 +49,13 @@ class Instance(models.Model):
             models.Index(fields=["lease_expires_at"], name="instance_lease_idx"),
             models.Index(fields=["-created_at", "-id"], name="instance_newest_idx"),
             models.Index(fields=["workflow", "status"], name="instance_workflow_idx"),
+            models.Index(fields=["status", "-created_at", "-id"], name="instance_status_newest_idx"),
+        ]
+        permissions = [
+            (
+                "operate_instance",
+                "Can start, retry, pause, resume, terminate and restart instances and send events",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -117,6 +117,11 @@ class StepContext:
     def __init__(self, run: _Run) -> None:
         self._run = run
 
+    @property
+    def instance_id(self) -> str:
+        """The id of the instance this step object belongs to."""
+        return self._run.instance_id
+
     def do(
         self,
         name: str,

@@ -1,0 +1,1 @@
+"""Human approvals: a workflow asks, a person decides in the inbox, the workflow goes on."""
