@@ -7,6 +7,7 @@ import pytest
 import workflows
 from workflows import workflow
 from workflows.models import Step, StepRun
+from workflows.runtime import run_instance
 from workflows.testing import advance, run_until_idle
 
 pytestmark = pytest.mark.django_db
@@ -172,3 +173,16 @@ def test_every_attempt_records_its_start_end_and_duration():
     runs = list(StepRun.objects.all())
     assert len(runs) == 3
     assert all(r.outcome == "succeeded" and r.ended_at >= r.started_at and r.duration_ms >= 0 for r in runs)
+
+
+def test_a_run_past_its_time_slice_hands_the_instance_back_between_steps(settings):
+    settings.DURABLE_RUN_SLICE_SECONDS = 0  # used up as soon as the first step has run
+    inst = workflows.create("steps-test-repeated-names")
+
+    assert run_instance(inst.id) == "stopped"
+    assert inst.status()["status"] == "queued"
+    assert calls == {"poll": 1}
+
+    run_until_idle()  # each run makes one step of progress
+    assert inst.status()["output"] == [0, 1, 2]
+    assert calls == {"poll": 3}

@@ -191,6 +191,7 @@ class _Run:
         }
         self.name_counts: Counter[str] = Counter()
         self.started = time.monotonic()
+        self.steps_started = 0
 
     # --- the run as a whole ------------------------------------------------------------
 
@@ -259,6 +260,7 @@ class _Run:
                         # Resumed while this run still held its lease: the run carries on.
                         instance.status = Status.RUNNING
                         instance.save(update_fields=["status"])
+                    self.steps_started += new_step
                     return write(instance)
         except DatabaseError as exc:
             raise _EngineFailure(str(exc)) from exc
@@ -272,7 +274,8 @@ class _Run:
         if instance.status == Status.PAUSED:
             instance.save(update_fields=_release(instance))
             return True
-        if time.monotonic() - self.started > settings.DURABLE_RUN_SLICE_SECONDS:
+        # Every run gets at least one step, so a short slice still makes progress.
+        if self.steps_started and time.monotonic() - self.started > settings.DURABLE_RUN_SLICE_SECONDS:
             instance.status = Status.QUEUED
             instance.save(update_fields=["status", *_release(instance)])
             enqueue_run(instance.id)
