@@ -260,7 +260,8 @@ class _Run:
                         # Resumed while this run still held its lease: the run carries on.
                         instance.status = Status.RUNNING
                         instance.save(update_fields=["status"])
-                    self.steps_started += new_step
+                    if new_step:
+                        self.steps_started += 1
                     return write(instance)
         except DatabaseError as exc:
             raise _EngineFailure(str(exc)) from exc
