@@ -24,3 +24,12 @@ def small_payload_limit(monkeypatch):
     """Payload limit of 1 KiB so oversize values are cheap to build."""
     monkeypatch.setattr(settings, "DURABLE_MAX_PAYLOAD_BYTES", 1024)
     return 1024
+
+
+@pytest.fixture
+def test_database_url() -> str:
+    """DATABASE_URL of the test database, for subprocesses (a real qcluster, manage.py)."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"

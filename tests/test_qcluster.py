@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 from django_q.tasks import async_task
 
 import qcluster_workflows  # noqa: F401 - registers the workflows in this process too
@@ -25,21 +24,14 @@ CLUSTER_SCRIPT = (
 )
 
 
-def database_url() -> str:
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
 @pytest.fixture
-def cluster(tmp_path):
+def cluster(tmp_path, test_database_url):
     """A qcluster subprocess on the test database, stopped (whole process group) afterwards."""
     log = open(tmp_path / "cluster.log", "w")
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "durable_site.settings",
-        "DATABASE_URL": database_url(),
+        "DATABASE_URL": test_database_url,
         "DURABLE_WORKERS": "2",
         "DURABLE_POLL": "0.1",
         "DURABLE_TIMER_INTERVAL": "0.1",

@@ -1,0 +1,47 @@
+"""`manage.py demo_setup`: the demo login and a few demo instances, for `make run`.
+
+Idempotent: the login's password is reset each time, instances are started only into
+an empty database.
+"""
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+import workflows
+from workflows.models import Instance
+
+DEMO_USERNAME = "demo"
+DEMO_PASSWORD = "durable-demo"
+
+DEMO_INSTANCES = [
+    ("order-fulfilment", {"order_id": 42}),
+    ("order-fulfilment", {"order_id": 43}),
+    ("nightly-billing", {"account": "acme", "nights": 3}),
+    ("content-pipeline", {"url": "https://example.com/cat.jpg"}),
+    ("content-pipeline", {"url": "https://example.com/forbidden.jpg"}),
+]
+
+
+class Command(BaseCommand):
+    help = "Create the demo login (a superuser) and start a few demo instances into an empty database."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--url", default="http://127.0.0.1:8000/", help="the address to print")
+
+    def handle(self, *args: Any, url: str, **options: Any) -> None:
+        user, _ = get_user_model().objects.get_or_create(
+            username=DEMO_USERNAME, defaults={"email": "demo@example.com"}
+        )
+        user.is_staff = user.is_superuser = True
+        user.set_password(DEMO_PASSWORD)
+        user.save()
+        if not Instance.objects.exists():
+            for name, params in DEMO_INSTANCES:
+                workflows.create(name, params=params)
+        self.stdout.write(
+            f"\nDurable is starting at {url}\n"
+            f"Sign in as {DEMO_USERNAME} / {DEMO_PASSWORD}\n"
+            "Ctrl-C stops the web server and the worker.\n"
+        )

@@ -1,0 +1,119 @@
+"""`manage.py workflows ...`: start, inspect and drive instances from the command line.
+
+Parses arguments and calls the same services as the Python API and the web. Any bad
+input becomes one CommandError line on stderr and a non-zero exit; nothing is changed.
+"""
+
+from __future__ import annotations
+
+import json
+from argparse import ArgumentTypeError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from workflows import selectors, services
+from workflows.errors import InstanceExists, InstanceNotFound, InvalidState, WorkflowNotFound
+from workflows.models import Status
+from workflows.payloads import parse_json_text
+
+LIFECYCLE = {
+    "pause": services.pause_instance,
+    "resume": services.resume_instance,
+    "terminate": services.terminate_instance,
+    "restart": services.restart_instance,
+    "retry": services.retry_instance,
+}
+
+
+class _OneLineErrorParser(CommandParser):
+    """Usage errors as one line on stderr, like every other error of this command."""
+
+    def error(self, message: str) -> None:
+        if self.called_from_command_line:
+            self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        raise CommandError(f"Error: {message}")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ArgumentTypeError(f"must be a positive whole number, got {text!r}")
+    return value
+
+
+class Command(BaseCommand):
+    help = "Start, inspect and drive workflow instances."
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.__class__ = _OneLineErrorParser  # BaseCommand builds a plain CommandParser
+        return parser
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        commands = parser.add_subparsers(
+            dest="subcommand", required=True, metavar="SUBCOMMAND", parser_class=_OneLineErrorParser
+        )
+
+        start = commands.add_parser("start", help="create an instance and print its id")
+        start.add_argument("name", help="the registered workflow name")
+        start.add_argument("--params", default="null", help="the params, as JSON")
+        start.add_argument("--id", dest="instance_id", help="the instance id (default: generated)")
+
+        status = commands.add_parser("status", help="print an instance as one JSON object")
+        status.add_argument("instance_id")
+
+        listing = commands.add_parser("list", help="list instances, newest first")
+        listing.add_argument("--status", choices=Status.values)
+        listing.add_argument("--workflow")
+        listing.add_argument("--limit", type=_positive_int, default=50)
+
+        send = commands.add_parser("send-event", help="send an event to an instance")
+        send.add_argument("instance_id")
+        send.add_argument("type")
+        send.add_argument("--payload", default="null", help="the payload, as JSON")
+
+        for action in LIFECYCLE:
+            command = commands.add_parser(action, help=f"{action} an instance")
+            command.add_argument("instance_id")
+
+    def handle(self, *args: Any, subcommand: str, **options: Any) -> None:
+        try:
+            self._dispatch(subcommand, options)
+        except (WorkflowNotFound, InstanceNotFound, InstanceExists, InvalidState, ValueError) as exc:
+            raise CommandError(str(exc)) from exc
+
+    def _dispatch(self, subcommand: str, options: dict[str, Any]) -> None:
+        if subcommand == "start":
+            params = parse_json_text(options["params"], what="--params")
+            instance = services.create_instance(
+                workflow=options["name"], params=params, instance_id=options["instance_id"]
+            )
+            self.stdout.write(instance.id)
+        elif subcommand == "status":
+            report = selectors.instance_report(instance_id=options["instance_id"])
+            self.stdout.write(json.dumps(report, indent=2, ensure_ascii=False))
+        elif subcommand == "list":
+            self._list(options)
+        elif subcommand == "send-event":
+            payload = parse_json_text(options["payload"], what="--payload")
+            services.send_event(
+                instance_id=options["instance_id"], event_type=options["type"], payload=payload
+            )
+            self.stdout.write(f"sent {options['type']} to {options['instance_id']}")
+        else:
+            instance = LIFECYCLE[subcommand](instance_id=options["instance_id"])
+            self.stdout.write(f"{instance.id} is now {instance.status}")
+
+    def _list(self, options: dict[str, Any]) -> None:
+        rows = selectors.list_instances(
+            status=options["status"], workflow=options["workflow"], limit=options["limit"]
+        )
+        columns = [(row.id, row.workflow, row.status, row.created_at.isoformat()) for row in rows]
+        header = ("ID", "WORKFLOW", "STATUS", "CREATED")
+        widths = [max(len(str(value)) for value in column) for column in zip(header, *columns, strict=False)]
+        for line in (header, *columns):
+            self.stdout.write("  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
