@@ -88,8 +88,10 @@ def main() -> None:
         asleep = Instance.objects.filter(status=Status.WAITING)
         wait_until(lambda: asleep.count() >= args.sleepers, 600, "the sleepers to fall asleep")
         elapsed = time.monotonic() - started
-        print(f"{args.sleepers} instances created and run to their sleep in {elapsed:.1f} s "
-              f"({args.sleepers / elapsed:.0f} runs/s)")
+        print(
+            f"{args.sleepers} instances created and run to their sleep in {elapsed:.1f} s "
+            f"({args.sleepers / elapsed:.0f} runs/s)"
+        )
 
         ids = []
         for _ in range(args.due):
