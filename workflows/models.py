@@ -14,6 +14,18 @@ class Status(models.TextChoices):
 
 
 FINISHED_STATUSES = (Status.COMPLETE, Status.ERRORED, Status.TERMINATED)
+_UNFINISHED = (Status.QUEUED, Status.RUNNING, Status.WAITING, Status.PAUSED)
+
+# The statuses from which each lifecycle action may be taken. The services enforce it;
+# the console offers only the actions the status allows.
+ACTION_STATUSES: dict[str, tuple[str, ...]] = {
+    "pause": (Status.QUEUED, Status.RUNNING, Status.WAITING),
+    "resume": (Status.PAUSED,),
+    "terminate": _UNFINISHED,
+    "restart": tuple(Status.values),
+    "retry": (Status.ERRORED,),
+    "send_event": _UNFINISHED,
+}
 
 
 class Instance(models.Model):
@@ -60,6 +72,14 @@ class Instance(models.Model):
 
     def __str__(self) -> str:
         return f"{self.workflow} {self.id} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    def allows(self, action: str) -> bool:
+        """Whether the lifecycle `action` (a key of ACTION_STATUSES) makes sense now."""
+        return self.status in ACTION_STATUSES[action]
 
 
 class StepKind(models.TextChoices):

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from django.db.models import Count, Q, QuerySet, TextField
+from django.db.models.functions import Cast
+
+from .definition import registered_workflows
 from .errors import InstanceNotFound
-from .models import Instance, Step
+from .models import Event, Instance, Status, Step
 
 
 def get_instance(*, instance_id: str) -> Instance:
@@ -68,3 +74,123 @@ def list_instances(
     if workflow:
         rows = rows.filter(workflow=workflow)
     return list(rows[:limit])
+
+
+# --- the console ----------------------------------------------------------------------
+
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class InstanceFilters:
+    """What the instances list is narrowed to; empty fields do not filter."""
+
+    workflow: str = ""
+    status: str = ""
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    search: str = ""
+
+
+@dataclass(frozen=True)
+class InstancePage:
+    rows: list[Instance]
+    next_cursor: str | None  # pass back as `after` for the next (older) page
+
+
+def _filtered(filters: InstanceFilters, *, with_status: bool = True) -> QuerySet[Instance]:
+    rows = Instance.objects.all()
+    if filters.workflow:
+        rows = rows.filter(workflow=filters.workflow)
+    if with_status and filters.status:
+        rows = rows.filter(status=filters.status)
+    if filters.created_after:
+        rows = rows.filter(created_at__gte=filters.created_after)
+    if filters.created_before:
+        rows = rows.filter(created_at__lt=filters.created_before)
+    if filters.search:
+        rows = rows.annotate(params_text=Cast("params", TextField())).filter(
+            Q(id__icontains=filters.search) | Q(params_text__icontains=filters.search)
+        )
+    return rows
+
+
+def status_counts(*, filters: InstanceFilters) -> dict[str, int]:
+    """How many instances have each status, under every filter but the status one."""
+    counts = dict.fromkeys(Status.values, 0)
+    grouped = _filtered(filters, with_status=False).order_by().values("status").annotate(n=Count("pk"))
+    for row in grouped:
+        counts[row["status"]] = row["n"]
+    return counts
+
+
+def encode_cursor(instance: Instance) -> str:
+    return f"{instance.created_at.isoformat()}|{instance.id}"
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """Raise ValueError for a cursor this module did not write."""
+    created, _, instance_id = cursor.partition("|")
+    moment = datetime.fromisoformat(created)
+    if not instance_id or moment.tzinfo is None:
+        raise ValueError(f"invalid page cursor {cursor!r}")
+    return moment, instance_id
+
+
+def instance_page(
+    *, filters: InstanceFilters, after: str | None = None, size: int = PAGE_SIZE
+) -> InstancePage:
+    """Newest first, by keyset: a page costs the same however deep it is."""
+    rows = _filtered(filters).order_by("-created_at", "-id")
+    if after:
+        created, instance_id = decode_cursor(after)
+        rows = rows.filter(Q(created_at__lt=created) | Q(created_at=created, id__lt=instance_id))
+    page = list(rows.defer("output", "error_traceback")[: size + 1])
+    more = len(page) > size
+    page = page[:size]
+    return InstancePage(rows=page, next_cursor=encode_cursor(page[-1]) if more else None)
+
+
+@dataclass(frozen=True)
+class WorkflowStats:
+    name: str
+    counts: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def failure_rate(self) -> float | None:
+        """Errored among finished-by-the-workflow (complete or errored); None before any."""
+        ended = self.counts[Status.COMPLETE] + self.counts[Status.ERRORED]
+        return self.counts[Status.ERRORED] / ended if ended else None
+
+
+def workflow_stats() -> list[WorkflowStats]:
+    """Every registered workflow (and any still in the database) with counts by status."""
+    counts: dict[str, dict[str, int]] = {
+        name: dict.fromkeys(Status.values, 0) for name in registered_workflows()
+    }
+    for row in Instance.objects.order_by().values("workflow", "status").annotate(n=Count("pk")):
+        counts.setdefault(row["workflow"], dict.fromkeys(Status.values, 0))[row["status"]] = row["n"]
+    return [WorkflowStats(name=name, counts=counts[name]) for name in sorted(counts)]
+
+
+@dataclass(frozen=True)
+class Timeline:
+    steps: list[Step]
+    events: list[Event]
+    compute_ms: float  # the sum of every attempt's duration: what the instance cost
+    earlier_generations: int  # how many times it was restarted
+
+
+def instance_timeline(*, instance: Instance) -> Timeline:
+    steps = current_steps(instance)
+    compute_ms = sum(run.duration_ms or 0 for step in steps for run in step.runs.all())
+    return Timeline(
+        steps=steps,
+        events=list(Event.objects.filter(instance=instance).select_related("consumed_by").order_by("id")),
+        compute_ms=compute_ms,
+        earlier_generations=instance.generation - 1,
+    )

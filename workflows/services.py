@@ -16,7 +16,7 @@ from . import clock
 from .definition import get_workflow
 from .dispatch import enqueue_run
 from .errors import InstanceExists, InstanceNotFound, InvalidState
-from .models import FINISHED_STATUSES, Event, Instance, Status, Step, StepStatus
+from .models import ACTION_STATUSES, Event, Instance, Status, Step, StepStatus
 from .payloads import to_json_value
 
 _INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
@@ -92,11 +92,12 @@ def _locked(instance_id: str) -> Instance:
     return instance
 
 
-def _require(instance: Instance, action: str, allowed: tuple[str, ...]) -> None:
-    if instance.status not in allowed:
+def _require(instance: Instance, action: str) -> None:
+    if not instance.allows(action):
+        allowed = " or ".join(ACTION_STATUSES[action])
         raise InvalidState(
             f'cannot {action} instance "{instance.id}": it is {instance.status} '
-            f"(only possible when {' or '.join(allowed)})"
+            f"(only possible when {allowed})"
         )
 
 
@@ -119,7 +120,7 @@ def send_event(*, instance_id: str, event_type: str, payload: Any = None) -> Eve
     payload = to_json_value(payload, what=f'payload of event "{event_type}"')
     with transaction.atomic():
         instance = _locked(instance_id)
-        if instance.status in FINISHED_STATUSES:
+        if not instance.allows("send_event"):
             raise InvalidState(
                 f'cannot send event "{event_type}" to instance "{instance_id}": it is {instance.status}'
             )
@@ -134,7 +135,7 @@ def pause_instance(*, instance_id: str) -> Instance:
     """No new step starts until resume; a step already running finishes and is recorded."""
     with transaction.atomic():
         instance = _locked(instance_id)
-        _require(instance, "pause", (Status.QUEUED, Status.RUNNING, Status.WAITING))
+        _require(instance, "pause")
         instance.status = Status.PAUSED
         instance.updated_at = clock.now()
         instance.save(update_fields=["status", "updated_at"])
@@ -145,7 +146,7 @@ def resume_instance(*, instance_id: str) -> Instance:
     """Let a paused instance go on (replay finds where it was)."""
     with transaction.atomic():
         instance = _locked(instance_id)
-        _require(instance, "resume", (Status.PAUSED,))
+        _require(instance, "resume")
         _queue(instance, clock.now())
     return instance
 
@@ -154,7 +155,7 @@ def terminate_instance(*, instance_id: str) -> Instance:
     """End the instance for good; a run in progress can record nothing more."""
     with transaction.atomic():
         instance = _locked(instance_id)
-        _require(instance, "terminate", (Status.QUEUED, Status.RUNNING, Status.WAITING, Status.PAUSED))
+        _require(instance, "terminate")
         now = clock.now()
         instance.status = Status.TERMINATED
         instance.finished_at = instance.updated_at = now
@@ -173,6 +174,7 @@ def restart_instance(*, instance_id: str) -> Instance:
     """
     with transaction.atomic():
         instance = _locked(instance_id)
+        _require(instance, "restart")
         instance.generation += 1
         instance.output = None
         instance.error = None
@@ -198,7 +200,7 @@ def retry_instance(*, instance_id: str) -> Instance:
     """Run an errored instance again from its failed step, with a fresh attempt count."""
     with transaction.atomic():
         instance = _locked(instance_id)
-        _require(instance, "retry", (Status.ERRORED,))
+        _require(instance, "retry")
         Step.objects.filter(
             instance=instance, generation=instance.generation, status=StepStatus.FAILED
         ).update(status=StepStatus.RETRYING, attempts=0, wake_at=None, completed_at=None)
@@ -207,3 +209,19 @@ def retry_instance(*, instance_id: str) -> Instance:
         instance.finished_at = None
         _queue(instance, clock.now(), "error", "error_traceback", "finished_at")
     return instance
+
+
+LIFECYCLE_ACTIONS = {
+    "pause": pause_instance,
+    "resume": resume_instance,
+    "terminate": terminate_instance,
+    "restart": restart_instance,
+    "retry": retry_instance,
+}
+
+
+def apply_lifecycle_action(*, instance_id: str, action: str) -> Instance:
+    """Pause, resume, terminate, restart or retry the instance, by the action's name."""
+    if action not in LIFECYCLE_ACTIONS:
+        raise ValueError(f"unknown action {action!r}: use {', '.join(LIFECYCLE_ACTIONS)}")
+    return LIFECYCLE_ACTIONS[action](instance_id=instance_id)

@@ -1,17 +1,239 @@
-"""The operator console (placeholder views; the dashboard issue fills them in)."""
+"""The operator console: thin views over the selectors (reads) and services (writes).
 
+Viewers may read every page; operators may also act. Every action calls the same
+service function as the Python API and the command line.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.middleware import HtmxDetails
 
-from .roles import VIEW_PERMISSION
+from . import selectors, services
+from .clock import now
+from .errors import InstanceExists, InstanceNotFound, InvalidState, WorkflowNotFound
+from .forms import BulkActionForm, CreateInstanceForm, InstanceFilterForm, SendEventForm
+from .models import Instance, Status
+from .roles import OPERATE_PERMISSION, VIEW_PERMISSION
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+def _viewer(view):
+    return login_required(permission_required(VIEW_PERMISSION, raise_exception=True)(view))
+
+
+def _operator(view):
+    return login_required(permission_required(OPERATE_PERMISSION, raise_exception=True)(require_POST(view)))
+
+
+def _redirect(request: HtmxHttpRequest, url: str) -> HttpResponse:
+    """After an action: htmx navigates the whole page (so messages show), a form post redirects."""
+    if request.htmx:
+        return HttpResponseClientRedirect(url)
+    return HttpResponseRedirect(url)
+
+
+def _instance_url(instance_id: str) -> str:
+    return reverse("workflows:instance_detail", args=[instance_id])
+
+
+# --- instances list -------------------------------------------------------------------
+
+
+@_viewer
+@require_GET
+def instance_list(request: HtmxHttpRequest) -> HttpResponse:
+    form = InstanceFilterForm(request.GET)
+    if form.is_valid():
+        filters = form.filters()
+        page = selectors.instance_page(filters=filters, after=form.cleaned_data["after"] or None)
+        counts = selectors.status_counts(filters=filters)
+    else:
+        page, counts = selectors.InstancePage(rows=[], next_cursor=None), {}
+    context = {
+        "nav": "instances",
+        "form": form,
+        "page": page,
+        "counts": counts,
+        "total": sum(counts.values()),
+        "status_links": _status_links(request.GET, counts),
+        "next_url": _with(request.GET, after=page.next_cursor) if page.next_cursor else None,
+        "first_url": _with(request.GET, after=None) if request.GET.get("after") else None,
+        "can_operate": request.user.has_perm(OPERATE_PERMISSION),
+    }
+    if request.htmx.target == "instance-rows":
+        return render(request, "workflows/_instance_rows.html", context)
+    return render(request, "workflows/instance_list.html", context)
+
+
+def _with(query: QueryDict, **changes: str | None) -> str:
+    """The current query string with some parameters replaced (None removes one)."""
+    updated = query.copy()
+    for key, value in changes.items():
+        updated.pop(key, None)
+        if value:
+            updated[key] = value
+    return f"?{updated.urlencode()}"
+
+
+def _status_links(query: QueryDict, counts: dict[str, int]) -> list[dict]:
+    current = query.get("status", "")
+    return [
+        {
+            "status": status,
+            "count": count,
+            "url": _with(query, status=status, after=None),
+            "on": status == current,
+        }
+        for status, count in counts.items()
+    ]
+
+
+@_operator
+def bulk_action(request: HtmxHttpRequest) -> HttpResponse:
+    form = BulkActionForm(request.POST)
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        back = ""
+    back = back or reverse("workflows:instance_list")
+    if not form.is_valid():
+        for errors in form.errors.values():
+            messages.error(request, " ".join(errors))
+        return _redirect(request, back)
+    action, done, refused = form.cleaned_data["action"], [], []
+    for instance_id in form.cleaned_data["ids"]:
+        try:
+            services.apply_lifecycle_action(instance_id=instance_id, action=action)
+            done.append(instance_id)
+        except (InvalidState, InstanceNotFound) as exc:
+            refused.append(str(exc))
+    if done:
+        messages.success(request, f"{action}: {len(done)} instance(s) done.")
+    for reason in refused:
+        messages.error(request, reason)
+    return _redirect(request, back)
+
+
+# --- one instance ---------------------------------------------------------------------
+
+
+def _instance_or_404(instance_id: str) -> Instance:
+    try:
+        return selectors.get_instance(instance_id=instance_id)
+    except InstanceNotFound as exc:
+        raise Http404(str(exc)) from None
+
+
+def _detail_context(request: HttpRequest, instance: Instance, **extra: object) -> dict:
+    timeline = selectors.instance_timeline(instance=instance)
+    can_operate = request.user.has_perm(OPERATE_PERMISSION)
+    return {
+        "nav": "instances",
+        "instance": instance,
+        "timeline": timeline,
+        "age": (instance.finished_at or now()) - instance.created_at,
+        "can_operate": can_operate,
+        "actions": [action for action in services.LIFECYCLE_ACTIONS if instance.allows(action)]
+        if can_operate
+        else [],
+        "event_form": SendEventForm() if can_operate and instance.allows("send_event") else None,
+        **extra,
+    }
+
+
+@_viewer
+@require_GET
+def instance_detail(request: HtmxHttpRequest, instance_id: str) -> HttpResponse:
+    instance = _instance_or_404(instance_id)
+    context = _detail_context(request, instance)
+    if request.htmx.target == "instance-live":
+        return render(request, "workflows/_instance_live.html", context)
+    return render(request, "workflows/instance_detail.html", context)
+
+
+@_operator
+def instance_action(request: HtmxHttpRequest, instance_id: str, action: str) -> HttpResponse:
+    if action not in services.LIFECYCLE_ACTIONS:
+        raise Http404(f"no action {action!r}")
+    try:
+        instance = services.apply_lifecycle_action(instance_id=instance_id, action=action)
+    except InstanceNotFound as exc:
+        raise Http404(str(exc)) from None
+    except InvalidState as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{action}: instance is now {instance.status}.")
+    return _redirect(request, _instance_url(instance_id))
+
+
+@_operator
+def send_event(request: HtmxHttpRequest, instance_id: str) -> HttpResponse:
+    instance = _instance_or_404(instance_id)
+    form = SendEventForm(request.POST)
+    if form.is_valid():
+        try:
+            services.send_event(
+                instance_id=instance.id,
+                event_type=form.cleaned_data["type"],
+                payload=form.cleaned_data["payload"],
+            )
+        except (InvalidState, ValueError) as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f'Event "{form.cleaned_data["type"]}" sent.')
+            return _redirect(request, _instance_url(instance.id))
+    # 422: htmx swaps the form back in with its errors (see base.html's htmx-config).
+    template = "workflows/_send_event_form.html" if request.htmx else "workflows/instance_detail.html"
+    return render(request, template, _detail_context(request, instance, event_form=form), status=422)
+
+
+# --- starting instances and the workflows page ------------------------------------------
 
 
 @login_required
-@permission_required(VIEW_PERMISSION, raise_exception=True)
-def instance_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "workflows/instance_list.html", {"nav": "instances"})
+@permission_required(OPERATE_PERMISSION, raise_exception=True)
+def instance_create(request: HtmxHttpRequest) -> HttpResponse:
+    if request.method != "POST":
+        form = CreateInstanceForm(initial={"workflow": request.GET.get("workflow")})
+        return render(request, "workflows/instance_create.html", {"nav": "instances", "form": form})
+    form = CreateInstanceForm(request.POST)
+    if form.is_valid():
+        try:
+            instance = services.create_instance(
+                workflow=form.cleaned_data["workflow"],
+                params=form.cleaned_data["params"],
+                instance_id=form.cleaned_data["instance_id"] or None,
+            )
+        except InstanceExists as exc:
+            form.add_error("instance_id", str(exc))
+        except (WorkflowNotFound, ValueError) as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Started {instance.workflow} instance {instance.id}.")
+            return _redirect(request, _instance_url(instance.id))
+    return render(request, "workflows/instance_create.html", {"nav": "instances", "form": form}, status=422)
 
 
-instance_create = bulk_action = instance_detail = send_event = instance_action = instance_list
-workflow_list = instance_list
+@_viewer
+@require_GET
+def workflow_list(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "workflows/workflow_list.html",
+        {
+            "nav": "workflows",
+            "workflows": selectors.workflow_stats(),
+            "statuses": Status.values,
+            "can_operate": request.user.has_perm(OPERATE_PERMISSION),
+        },
+    )

@@ -17,14 +17,6 @@ from workflows.errors import InstanceExists, InstanceNotFound, InvalidState, Wor
 from workflows.models import Status
 from workflows.payloads import parse_json_text
 
-LIFECYCLE = {
-    "pause": services.pause_instance,
-    "resume": services.resume_instance,
-    "terminate": services.terminate_instance,
-    "restart": services.restart_instance,
-    "retry": services.retry_instance,
-}
-
 
 class _OneLineErrorParser(CommandParser):
     """Usage errors as one line on stderr, like every other error of this command."""
@@ -76,7 +68,7 @@ class Command(BaseCommand):
         send.add_argument("type")
         send.add_argument("--payload", default="null", help="the payload, as JSON")
 
-        for action in LIFECYCLE:
+        for action in services.LIFECYCLE_ACTIONS:
             command = commands.add_parser(action, help=f"{action} an instance")
             command.add_argument("instance_id")
 
@@ -105,7 +97,7 @@ class Command(BaseCommand):
             )
             self.stdout.write(f"sent {options['type']} to {options['instance_id']}")
         else:
-            instance = LIFECYCLE[subcommand](instance_id=options["instance_id"])
+            instance = services.apply_lifecycle_action(instance_id=options["instance_id"], action=subcommand)
             self.stdout.write(f"{instance.id} is now {instance.status}")
 
     def _list(self, options: dict[str, Any]) -> None:

@@ -1,0 +1,112 @@
+"""The console's forms: they parse and validate what people type, nothing more."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from .definition import registered_workflows
+from .errors import PayloadError
+from .models import Status
+from .payloads import parse_json_text
+from .selectors import InstanceFilters, decode_cursor
+
+BULK_ACTIONS = ("retry", "pause", "terminate")
+
+
+def _workflow_choices() -> list[tuple[str, str]]:
+    return [(name, name) for name in registered_workflows()]
+
+
+class _JSONTextField(forms.CharField):
+    """A textarea holding JSON; cleans to the parsed value, with the parser's message."""
+
+    widget = forms.Textarea(attrs={"rows": 4, "spellcheck": "false"})
+
+    def __init__(self, *, what: str, **kwargs: Any) -> None:
+        self.what = what
+        super().__init__(required=False, strip=True, **kwargs)
+
+    def clean(self, value: Any) -> Any:
+        text = super().clean(value)
+        if not text:
+            return None
+        try:
+            return parse_json_text(text, what=self.what)
+        except PayloadError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
+class InstanceFilterForm(forms.Form):
+    workflow = forms.ChoiceField(required=False)
+    status = forms.ChoiceField(required=False, choices=[("", "any status"), *Status.choices])
+    created_after = forms.DateTimeField(
+        required=False, label="Created from", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
+    created_before = forms.DateTimeField(
+        required=False, label="Created before", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
+    q = forms.CharField(
+        required=False,
+        max_length=200,
+        label="Search",
+        widget=forms.TextInput(attrs={"placeholder": "instance id or text in params", "type": "search"}),
+    )
+    after = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["workflow"].choices = [("", "any workflow"), *_workflow_choices()]
+
+    def clean_after(self) -> str:
+        cursor = self.cleaned_data["after"]
+        if cursor:
+            try:
+                decode_cursor(cursor)
+            except ValueError:
+                raise forms.ValidationError(
+                    "That page link is broken; start again from the newest."
+                ) from None
+        return cursor
+
+    def filters(self) -> InstanceFilters:
+        data = self.cleaned_data
+        return InstanceFilters(
+            workflow=data["workflow"],
+            status=data["status"],
+            created_after=data["created_after"],
+            created_before=data["created_before"],
+            search=data["q"].strip(),
+        )
+
+
+class SendEventForm(forms.Form):
+    type = forms.CharField(max_length=200, label="Event type")
+    payload = _JSONTextField(what="the payload", label="Payload (JSON, optional)")
+
+
+class CreateInstanceForm(forms.Form):
+    workflow = forms.ChoiceField()
+    params = _JSONTextField(what="the params", label="Params (JSON, optional)")
+    instance_id = forms.CharField(
+        required=False, max_length=100, label="Instance id (optional: one is generated)"
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["workflow"].choices = _workflow_choices()
+
+
+class _IdListField(forms.Field):
+    """Instance ids from checkboxes; the services say which do not exist."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value: Any) -> list[str]:
+        return [item for item in (value or []) if item]
+
+
+class BulkActionForm(forms.Form):
+    action = forms.ChoiceField(choices=[(action, action) for action in BULK_ACTIONS])
+    ids = _IdListField(error_messages={"required": "Select at least one instance."})
