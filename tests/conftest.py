@@ -1,3 +1,8 @@
+import os
+import signal
+import subprocess
+import sys
+
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -33,3 +38,42 @@ def test_database_url() -> str:
     if connection.vendor == "sqlite":
         return f"sqlite:///{db['NAME']}"
     return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+CLUSTER_SCRIPT = (
+    "import sys, django; sys.path.insert(0, 'tests'); django.setup(); "
+    "import qcluster_workflows; "
+    "from django.core.management import call_command; call_command('qcluster')"
+)
+
+
+@pytest.fixture
+def cluster(tmp_path, test_database_url):
+    """A qcluster subprocess on the test database, stopped (whole process group) afterwards."""
+    log = open(tmp_path / "cluster.log", "w")
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "durable_site.settings",
+        "DATABASE_URL": test_database_url,
+        "DURABLE_WORKERS": "2",
+        "DURABLE_POLL": "0.1",
+        "DURABLE_TIMER_INTERVAL": "0.1",
+        "DURABLE_LEASE_GRACE_SECONDS": "1",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-c", CLUSTER_SCRIPT],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    process.log_path = tmp_path / "cluster.log"
+    yield process
+    process.send_signal(signal.SIGTERM)  # django-q2 stops its workers gracefully
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
+    log.close()

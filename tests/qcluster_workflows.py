@@ -9,7 +9,7 @@ import os
 import time
 from pathlib import Path
 
-from workflows import workflow
+from workflows import NonRetryableError, workflow
 
 
 def append(path: str, line: str) -> str:
@@ -53,3 +53,16 @@ def hang() -> str:
 @workflow("qcluster-test-timeout")
 def timeout(event, step):
     step.do("hang", hang, timeout="1 second", retries={"limit": 1, "delay": 0})
+
+
+def charge_unless_declined(directory: str) -> str:
+    if not (Path(directory) / "card-fixed").exists():
+        raise NonRetryableError("card declined: ask the customer for another card")
+    return "charged"
+
+
+@workflow("qcluster-test-fails-until-fixed")
+def fails_until_fixed(event, step):
+    directory = event.payload["dir"]
+    step.do("reserve stock", append, f"{directory}/reserve.log", "reserved")
+    return step.do("charge", charge_unless_declined, directory)

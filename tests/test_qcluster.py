@@ -2,70 +2,18 @@
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django_q.tasks import async_task
 
 import qcluster_workflows  # noqa: F401 - registers the workflows in this process too
 import workflows
+from support import wait_for
 from workflows.models import Instance, Step, StepRun
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-CLUSTER_SCRIPT = (
-    "import sys, django; sys.path.insert(0, 'tests'); django.setup(); "
-    "import qcluster_workflows; "
-    "from django.core.management import call_command; call_command('qcluster')"
-)
-
-
-@pytest.fixture
-def cluster(tmp_path, test_database_url):
-    """A qcluster subprocess on the test database, stopped (whole process group) afterwards."""
-    log = open(tmp_path / "cluster.log", "w")
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "durable_site.settings",
-        "DATABASE_URL": test_database_url,
-        "DURABLE_WORKERS": "2",
-        "DURABLE_POLL": "0.1",
-        "DURABLE_TIMER_INTERVAL": "0.1",
-        "DURABLE_LEASE_GRACE_SECONDS": "1",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-c", CLUSTER_SCRIPT],
-        cwd=settings.BASE_DIR,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    process.log_path = tmp_path / "cluster.log"
-    yield process
-    process.send_signal(signal.SIGTERM)  # django-q2 stops its workers gracefully
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(5)
-    log.close()
-
-
-def wait_for(condition, cluster, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(
-        f"timed out waiting for {what}; cluster log:\n{cluster.log_path.read_text()[-3000:]}"
-    )
 
 
 def lines(path: Path) -> list[str]:

@@ -1,0 +1,96 @@
+"""The console in a real browser: Debian's chromium driven by Playwright, against a real
+server (pytest-django's live_server) and a real qcluster, on PostgreSQL.
+
+Set DURABLE_SCREENSHOTS=docs/screenshots to refresh the README's screenshots.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+import qcluster_workflows  # noqa: F401 - registers the workflows in this process too
+import workflows
+from workflows.models import StepRun
+
+# Playwright's sync API runs an event loop in this thread; the ORM calls made here
+# between browser steps are still plain synchronous calls.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = "/usr/bin/chromium"
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.slow,
+    pytest.mark.postgres,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make chromium)"),
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def operator_page(browser, live_server, django_user_model):
+    django_user_model.objects.create_superuser("ops", "ops@example.com", "ops-password")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    page.goto(f"{live_server.url}/login/")
+    page.fill("input[name=username]", "ops")
+    page.fill("input[name=password]", "ops-password")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def screenshots(tmp_path):
+    """Where screenshots go: the README's folder when asked, else the test's temporary folder."""
+    folder = Path(os.environ.get("DURABLE_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_a_failing_step_is_retried_from_the_instance_page(operator_page, live_server, cluster, tmp_path):
+    page = operator_page
+    inst = workflows.create("qcluster-test-fails-until-fixed", params={"dir": str(tmp_path)}, id="order-1001")
+    page.goto(f"{live_server.url}/instances/order-1001/")
+
+    # The page polls itself: the failure shows up without a reload.
+    page.locator("#instance-status", has_text="errored").wait_for()
+    assert page.locator(".timeline .error", has_text="card declined").is_visible()
+
+    (tmp_path / "card-fixed").touch()
+    page.once("dialog", lambda dialog: dialog.accept())  # the confirmation
+    page.get_by_role("button", name="Retry failed step").click()
+    page.locator("#instance-status", has_text="complete").wait_for()
+
+    assert inst.status()["output"] == "charged"
+    assert (tmp_path / "reserve.log").read_text().splitlines() == ["reserved"]  # not run again
+    attempts = StepRun.objects.filter(step__instance_id=inst.id, step__name="charge").order_by("attempt")
+    assert list(attempts.values_list("attempt", "outcome")) == [(1, "failed"), (1, "succeeded")]
+
+
+def test_the_list_updates_live_while_instances_run(operator_page, live_server, cluster, tmp_path):
+    page = operator_page
+    workflows.create("qcluster-test-sleep-and-event", params={"dir": str(tmp_path)}, id="live-1")
+    page.goto(f"{live_server.url}/?workflow=qcluster-test-sleep-and-event")
+
+    row = page.locator("#instance-rows tr", has_text="live-1")
+    row.locator(".badge", has_text="waiting").wait_for()
+    workflows.get("live-1").send_event("go", {"approved": True})
+    row.locator(".badge", has_text="complete").wait_for()
+    # The filter survived the live updates, and so did the counts beside it.
+    assert page.url.endswith("?workflow=qcluster-test-sleep-and-event")
+    assert page.locator("#status-counts .count-complete strong").inner_text() == "1"
