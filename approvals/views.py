@@ -1,8 +1,107 @@
-from django.contrib.auth.decorators import login_required
+"""The approvals inbox: thin views over approvals.services and approvals.selectors.
+
+A refused decision (already decided, expired, not an approver, bad input) made with
+htmx comes back as the request's card with the message and status 422: base.html's
+htmx-config swaps only 2xx and 422 responses, so 403/409 would not be shown inline.
+Without JavaScript the form posts normally and redirects with a message.
+"""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.middleware import HtmxDetails
+
+from . import services
+from .errors import DecisionRefused
+from .models import ApprovalRequest
+from .roles import DECIDE_PERMISSION
+from .selectors import history_for_user, may_decide, pending_for_user
+
+CARD_TEMPLATE = "approvals/_request_card.html"
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
 
 
 @login_required
+@require_GET
+@permission_required(DECIDE_PERMISSION, raise_exception=True)
 def inbox(request: HttpRequest) -> HttpResponse:
-    return render(request, "approvals/inbox.html", {})
+    tab = "history" if request.GET.get("tab") == "history" else "pending"
+    context: dict = {"nav": "approvals", "tab": tab}
+    if tab == "history":
+        context["history"] = history_for_user(user=request.user)
+    else:
+        context["pending"] = pending_for_user(user=request.user)
+    return render(request, "approvals/inbox.html", context)
+
+
+@login_required
+@require_GET
+@permission_required(DECIDE_PERMISSION, raise_exception=True)
+def detail(request: HttpRequest, pk: int) -> HttpResponse:
+    approval = get_object_or_404(ApprovalRequest, pk=pk)
+    if not may_decide(user=request.user, request=approval):
+        raise PermissionDenied("You are not one of the approvers of this request.")
+    return render(
+        request,
+        "approvals/detail.html",
+        {"nav": "approvals", "approval": approval, "can_decide": _open(approval)},
+    )
+
+
+@login_required
+@require_POST
+@permission_required(DECIDE_PERMISSION, raise_exception=True)
+def decide(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    approval = get_object_or_404(ApprovalRequest, pk=pk)
+    choice = request.POST.get("approved")
+    error = ""
+    if choice not in ("yes", "no"):
+        error = 'Choose "Approve" or "Reject".'
+    else:
+        try:
+            approval = services.decide(
+                request_id=approval.pk,
+                approved=choice == "yes",
+                user=request.user,
+                comment=request.POST.get("comment", "").strip(),
+            )
+        except (PermissionDenied, DecisionRefused, ValueError) as exc:
+            error = str(exc)
+            approval.refresh_from_db()
+    if request.htmx:
+        visible = may_decide(user=request.user, request=approval)
+        context = {
+            "approval": approval,
+            "visible": visible,
+            "can_decide": visible and _open(approval),
+            "error": error,
+            "next": request.POST.get("next", ""),
+        }
+        return render(request, CARD_TEMPLATE, context, status=422 if error else 200)
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, f"{approval.get_status_display()}: {approval.title}")
+    return redirect(_next_url(request))
+
+
+def _open(approval: ApprovalRequest) -> bool:
+    return approval.status == ApprovalRequest.Status.PENDING and approval.deadline > timezone.now()
+
+
+def _next_url(request: HttpRequest) -> str:
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return reverse("approvals:inbox")
