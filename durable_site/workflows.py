@@ -2,6 +2,7 @@
 
 import random
 
+from approvals import request_approval
 from workflows import NonRetryableError, WaitTimeout, workflow
 
 
@@ -18,9 +19,9 @@ def load_order(order_id: int) -> dict:
     }
 
 
-def charge_card(order: dict) -> dict:
-    # A flaky API: most calls fail, so the retries with backoff are visible.
-    if random.random() < 0.6:
+def charge_card(order: dict, failure_rate: float) -> dict:
+    # A flaky API: by default most calls fail, so the retries with backoff are visible.
+    if random.random() < failure_rate:
         raise PaymentGatewayError("payment gateway timed out (simulated)")
     return {"id": f"ch_{order['id']}_{random.randint(1000, 9999)}", "amount": order["amount"]}
 
@@ -31,17 +32,28 @@ def send_email(to: str, subject: str) -> dict:
 
 @workflow("order-fulfilment")
 def order_fulfilment(event, step):
-    """Charge a flaky payment API (retries with backoff), then wait for a manager's approval."""
+    """Charge a flaky payment API (retries with backoff), then wait for a manager's approval.
+
+    Params: {"order_id": int, "payment_failure_rate": float between 0 and 1, default 0.6}.
+    """
     order = step.do("load order", load_order, event.payload["order_id"])
     receipt = step.do(
         "charge card",
         charge_card,
         order,
+        event.payload.get("payment_failure_rate", 0.6),
         retries={"limit": 8, "delay": "2 seconds", "backoff": "exponential"},
         timeout="30 seconds",
     )
     try:
-        decision = step.wait_for_event("manager approval", type="approval", timeout="7 days")
+        decision = request_approval(
+            step,
+            "manager approval",
+            title=f"Ship order {order['id']} ({order['amount']} {order['currency']})?",
+            details={"order": order["id"], "customer": order["email"], "charge": receipt["id"]},
+            approvers=["group:Approvers"],
+            timeout="7 days",
+        )
     except WaitTimeout:
         decision = {"approved": False}
     subject = "Your order ships" if decision.get("approved") else "Your order was refunded"

@@ -33,7 +33,8 @@ def browser():
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
         )
         yield browser
         browser.close()
@@ -94,3 +95,40 @@ def test_the_list_updates_live_while_instances_run(operator_page, live_server, c
     # The filter survived the live updates, and so did the counts beside it.
     assert page.url.endswith("?workflow=qcluster-test-sleep-and-event")
     assert page.locator("#status-counts .count-complete strong").inner_text() == "1"
+
+
+def test_an_order_waits_live_is_approved_in_the_inbox_and_completes(
+    operator_page, live_server, cluster, screenshots
+):
+    page = operator_page
+    page.goto(f"{live_server.url}/instances/new/")
+    page.select_option("select[name=workflow]", "order-fulfilment")
+    page.fill("textarea[name=params]", '{"order_id": 42, "payment_failure_rate": 0}')
+    page.fill("input[name=instance_id]", "order-42")
+    page.get_by_role("button", name="Start").click()
+    page.wait_for_url("**/instances/order-42/")
+
+    # The instance page follows the run live until it waits for the manager.
+    page.locator("#instance-status", has_text="waiting").wait_for()
+    page.locator(".timeline li", has_text="manager approval (decision)").wait_for()
+    page.screenshot(path=screenshots / "instance.png", full_page=True)
+
+    page.get_by_role("link", name="Approvals").click()
+    card = page.locator(".inbox > li", has_text="Ship order 42 (42.00 EUR)?")
+    card.wait_for()
+    page.screenshot(path=screenshots / "inbox.png", full_page=True)
+    inbox_url = page.url
+    card.locator("textarea[name=comment]").fill("Customer confirmed by phone")
+    card.get_by_role("button", name="Approve").click()
+    page.locator(".decision", has_text="Approved by you").wait_for()
+    assert page.url == inbox_url  # decided in place, no page load
+    assert page.locator(".decision", has_text="Customer confirmed by phone").is_visible()
+
+    page.goto(f"{live_server.url}/instances/order-42/")
+    page.locator("#instance-status", has_text="complete").wait_for()
+    output = workflows.get("order-42").status()["output"]
+    assert output["approved"] is True
+
+    page.goto(f"{live_server.url}/")
+    page.locator("#instance-rows tr", has_text="order-42").wait_for()
+    page.screenshot(path=screenshots / "instances.png", full_page=True)

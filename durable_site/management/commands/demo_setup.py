@@ -7,10 +7,13 @@ an empty database.
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 
 import workflows
+from approvals.roles import APPROVERS
 from workflows.models import Instance
+from workflows.roles import OPERATORS
 
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "durable-demo"
@@ -37,6 +40,9 @@ class Command(BaseCommand):
         user.is_staff = user.is_superuser = True
         user.set_password(DEMO_PASSWORD)
         user.save()
+        # Superusers may do everything; the groups make the demo login also get the
+        # approval emails (printed to the console) that approvers get.
+        user.groups.add(*Group.objects.filter(name__in=[OPERATORS, APPROVERS]))
         if not Instance.objects.exists():
             for name, params in DEMO_INSTANCES:
                 workflows.create(name, params=params)
