@@ -79,10 +79,15 @@ def fill(rows: int) -> None:
             Instance.objects.bulk_create(batch)
             batch = []
     Instance.objects.bulk_create(batch)
+    print(f"inserted {rows:,} instances in {time.monotonic() - started:.0f} s")
+
+
+def settle() -> None:
+    """What autovacuum would have done by now after a bulk load: statistics and the
+    visibility map (which lets the status counts be read from an index alone)."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("ANALYZE workflows_instance")
-    print(f"inserted {rows:,} instances in {time.monotonic() - started:.0f} s")
+            cursor.execute("VACUUM ANALYZE workflows_instance")
 
 
 def timed(client: Client, url: str, repeat: int) -> list[float]:
@@ -104,6 +109,7 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     fill(args.rows)
+    settle()
     setup_test_environment()  # lets the test client see the rendered context
     user, _ = get_user_model().objects.get_or_create(username="bench", defaults={"is_superuser": True})
     client = Client()

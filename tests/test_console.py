@@ -473,3 +473,19 @@ def test_the_workflows_page_shows_counts_and_failure_rate(viewer):
     assert stats["console-test-fails"].failure_rate == 0.5
     assert stats["console-test-waits"].failure_rate is None
     assert b"50%" in response.content
+
+
+@pytest.mark.postgres
+def test_search_is_answered_from_trigram_indexes_on_postgresql():
+    from django.db import connection
+
+    from workflows.selectors import InstanceFilters, _filtered
+
+    query = _filtered(InstanceFilters(search="acme")).values("id")
+    sql, params = query.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "instance_search_id_trgm" in plan
+    assert "instance_search_params_trgm" in plan

@@ -144,7 +144,9 @@ def instance_page(
     rows = _filtered(filters).order_by("-created_at", "-id")
     if after:
         created, instance_id = decode_cursor(after)
-        rows = rows.filter(Q(created_at__lt=created) | Q(created_at=created, id__lt=instance_id))
+        # (created_at, id) < (created, instance_id), written so that the index on
+        # (-created_at, -id) gets a range to start from (a bare OR makes it scan and filter).
+        rows = rows.filter(Q(created_at__lte=created), Q(created_at__lt=created) | Q(id__lt=instance_id))
     page = list(rows.defer("output", "error_traceback")[: size + 1])
     more = len(page) > size
     page = page[:size]
