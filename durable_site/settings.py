@@ -114,6 +114,7 @@ LOGOUT_REDIRECT_URL = "login"
 DURABLE_BASE_URL = os.environ.get("DURABLE_BASE_URL", "http://127.0.0.1:8000")
 
 EMAIL_BACKEND = os.environ.get("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = os.environ.get("DJANGO_DEFAULT_FROM_EMAIL", "Durable <durable@localhost>")
 
 LOGGING = {
     "version": 1,
