@@ -9,7 +9,11 @@ class ApprovalsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
+        from workflows.signals import instance_finished
+
         from .roles import ensure_approvers_group
+        from .services import cancel_pending_requests
 
         # After auth has created this app's permissions (its handler was connected first).
         post_migrate.connect(ensure_approvers_group, sender=self, dispatch_uid="durable-approvers")
+        instance_finished.connect(cancel_pending_requests, dispatch_uid="durable-approvals-cancel")

@@ -153,6 +153,14 @@ def notify_approvers(*, request_id: int) -> int:
     return send_mass_mail(messages) if messages else 0
 
 
+def cancel_pending_requests(*, instance_id: str, **signal_kwargs: Any) -> int:
+    """The instance finished (workflows.signals.instance_finished): nobody waits for its
+    pending requests any more, so they leave the inbox as cancelled."""
+    return ApprovalRequest.objects.filter(
+        instance_id=instance_id, status=ApprovalRequest.Status.PENDING
+    ).update(status=ApprovalRequest.Status.CANCELLED)
+
+
 def mark_expired(*, request_id: int) -> None:
     """The workflow stopped waiting: a still-pending request is expired."""
     ApprovalRequest.objects.filter(pk=request_id, status=ApprovalRequest.Status.PENDING).update(

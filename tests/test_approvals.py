@@ -12,8 +12,10 @@ import approvals
 import workflows
 from approvals import AlreadyDecided, RequestCancelled, RequestExpired, request_approval
 from approvals.models import ApprovalRequest
+from approvals.selectors import pending_for_user
 from approvals.services import create_request
 from workflows import WaitTimeout, workflow
+from workflows.models import Instance
 from workflows.testing import advance, run_until_idle
 
 pytestmark = pytest.mark.django_db
@@ -282,15 +284,24 @@ def test_bad_arguments_error_the_instance_and_create_no_request(start):
     assert not ApprovalRequest.objects.exists()
 
 
-def test_a_decision_for_a_terminated_instance_is_refused_and_the_request_cancelled(waiting, alice):
+def test_terminating_the_instance_cancels_its_pending_request(waiting, alice):
     inst, request = waiting
     inst.terminate()
+    request.refresh_from_db()
+    assert (request.status, request.decided_by) == ("cancelled", None)
+    assert pending_for_user(user=alice) == []
+    with pytest.raises(RequestCancelled, match="no longer waits"):
+        approvals.decide(request.pk, approved=True, user=alice)
+
+
+def test_a_decision_for_an_instance_that_stopped_waiting_is_refused_and_the_request_cancelled(waiting, alice):
+    inst, request = waiting
+    # The instance went away without telling (deleted from the database).
+    Instance.objects.filter(pk=inst.id).delete()
     with pytest.raises(RequestCancelled, match=f'instance "{inst.id}" is no longer waiting'):
         approvals.decide(request.pk, approved=True, user=alice)
     request.refresh_from_db()
     assert (request.status, request.decided_by) == ("cancelled", None)
-    with pytest.raises(RequestCancelled):
-        approvals.decide(request.pk, approved=True, user=alice)
 
 
 def test_decide_rejects_an_unknown_request_or_user(waiting):

@@ -7,6 +7,7 @@ import pytest
 import workflows
 from workflows import InvalidState, workflow
 from workflows.models import Instance, Step
+from workflows.signals import instance_finished
 from workflows.testing import advance, run_until_idle
 
 pytestmark = pytest.mark.django_db
@@ -190,3 +191,23 @@ def test_lifecycle_calls_that_make_no_sense_raise_invalid_state(action, status):
 def test_lifecycle_calls_on_an_unknown_id_raise_instance_not_found(action):
     with pytest.raises(workflows.InstanceNotFound, match="ghost"):
         getattr(workflows.Instance("ghost"), action)()
+
+
+def test_instance_finished_is_signalled_when_an_instance_errors_completes_or_is_terminated():
+    seen = []
+
+    def receiver(sender, instance_id, status, **kwargs):
+        seen.append((instance_id, status))
+
+    instance_finished.connect(receiver)
+    try:
+        failing = workflows.create("lifecycle-test-order", id="fails")
+        run_until_idle()
+        broken["charge"] = False
+        failing.retry()
+        run_until_idle()
+        advance("1 hour")
+        workflows.create("lifecycle-test-order", id="ends").terminate()
+    finally:
+        instance_finished.disconnect(receiver)
+    assert seen == [("fails", "errored"), ("fails", "complete"), ("ends", "terminated")]

@@ -36,6 +36,7 @@ from .dispatch import enqueue_run
 from .errors import NonDeterminismError, NonRetryableError, PayloadError, StepFailed, WaitTimeout
 from .models import Event, Instance, Status, Step, StepKind, StepRun, StepStatus
 from .payloads import to_json_value
+from .signals import instance_finished
 
 logger = logging.getLogger(__name__)
 
@@ -238,6 +239,7 @@ class _Run:
                     *fields,
                 ]
             )
+            instance_finished.send(sender=None, instance_id=instance.id, status=status.value)
 
         try:
             self._transact(write)

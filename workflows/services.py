@@ -18,6 +18,7 @@ from .dispatch import enqueue_run
 from .errors import InstanceExists, InstanceNotFound, InvalidState
 from .models import ACTION_STATUSES, Event, Instance, Status, Step, StepStatus
 from .payloads import to_json_value
+from .signals import instance_finished
 
 _INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 
@@ -164,6 +165,7 @@ def terminate_instance(*, instance_id: str) -> Instance:
         instance.lease_token = ""
         instance.lease_expires_at = None
         instance.save()
+        instance_finished.send(sender=None, instance_id=instance.id, status=instance.status)
     return instance
 
 
