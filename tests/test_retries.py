@@ -201,3 +201,18 @@ def test_a_bad_retry_policy_errors_the_instance_before_the_step_runs():
     assert inst.status()["error"]["type"] == "ValueError"
     assert "backoff" in inst.status()["error"]["message"]
     assert attempts["x"] == 0
+
+
+@workflow("retries-test-timeout-too-long")
+def timeout_too_long_flow(event, step):
+    return step.do("export", lambda: "done", timeout="2 hours")
+
+
+def test_a_step_timeout_longer_than_a_worker_task_errors_the_instance_clearly():
+    inst = workflows.create("retries-test-timeout-too-long")
+    run_until_idle()
+    status = inst.status()
+    assert status["status"] == "errored"
+    assert status["error"]["type"] == "ValueError"
+    assert 'step "export": timeout 2 hours does not fit in a worker task' in status["error"]["message"]
+    assert "DURABLE_TASK_TIMEOUT" in status["error"]["message"]

@@ -44,6 +44,7 @@ DEFAULT_STEP_TIMEOUT = "10 minutes"
 DEFAULT_WAIT_TIMEOUT = "24 hours"
 MAX_STEP_NAME = 256
 MAX_TRACEBACK_CHARS = 20_000
+MIN_TASK_HEADROOM_SECONDS = 60
 
 T = TypeVar("T")
 
@@ -140,6 +141,15 @@ class StepContext:
         limit = parse_duration(DEFAULT_STEP_TIMEOUT if timeout is None else timeout)
         if limit.total_seconds() <= 0:
             raise ValueError(f'step "{name}": timeout must be longer than zero, got {timeout!r}')
+        # An attempt must end before django-q2 kills the task running it; otherwise
+        # every attempt would be killed and recovered until the retries ran out.
+        task_seconds = settings.Q_CLUSTER["timeout"]
+        if limit.total_seconds() > task_seconds - MIN_TASK_HEADROOM_SECONDS:
+            raise ValueError(
+                f'step "{name}": timeout {describe_duration(limit)} does not fit in a worker task '
+                f"({task_seconds} s, DURABLE_TASK_TIMEOUT, less {MIN_TASK_HEADROOM_SECONDS} s): "
+                "shorten the step's timeout or raise DURABLE_TASK_TIMEOUT"
+            )
         return self._run.do_step(key, name, fn, args, kwargs, policy, limit)
 
     def sleep(self, name: str, duration: Any) -> None:
