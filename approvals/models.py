@@ -75,3 +75,22 @@ class ApprovalRequest(models.Model):
 
 def _as_text(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+class Approver(models.Model):
+    """One entry of a request's approvers, as a row, so the inbox can ask the database
+    for "the requests naming me or one of my groups" (a JSON list cannot be searched
+    that way on SQLite). Written with the request; `ApprovalRequest.approvers` keeps the
+    list as it was given, for display."""
+
+    request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="approver_entries")
+    principal = models.CharField(max_length=200)  # "user:alice" or "group:finance"
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["request", "principal"], name="approver_unique_per_request")
+        ]
+        indexes = [models.Index(fields=["principal", "request"], name="approver_principal_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.principal} for #{self.request_id}"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from .models import ApprovalRequest
+from .models import ApprovalRequest, Approver
 
 HISTORY_LIMIT = 100
+INBOX_LIMIT = 200
 
 
 def may_decide(*, user: AbstractBaseUser | AnonymousUser, request: ApprovalRequest) -> bool:
@@ -25,12 +27,14 @@ def may_decide(*, user: AbstractBaseUser | AnonymousUser, request: ApprovalReque
     return bool(named_groups) and user.groups.filter(name__in=named_groups).exists()
 
 
-def pending_for_user(*, user: AbstractBaseUser | AnonymousUser) -> list[ApprovalRequest]:
+def pending_for_user(
+    *, user: AbstractBaseUser | AnonymousUser, limit: int = INBOX_LIMIT
+) -> list[ApprovalRequest]:
     """Pending requests, not past their deadline, that `user` may decide; newest first."""
     pending = ApprovalRequest.objects.filter(
         status=ApprovalRequest.Status.PENDING, deadline__gt=timezone.now()
     ).order_by("-created_at", "-id")
-    return _decidable_by(user, pending, limit=None)
+    return _decidable_by(user, pending, limit=limit)
 
 
 def history_for_user(
@@ -45,19 +49,14 @@ def history_for_user(
     return _decidable_by(user, finished, limit=limit)
 
 
-def _decidable_by(user, requests, *, limit: int | None) -> list[ApprovalRequest]:
-    # Approvers are a JSON list, and JSON containment is not portable to SQLite, so the
-    # match is made here. The user's groups are loaded once.
+def _decidable_by(user, requests, *, limit: int) -> list[ApprovalRequest]:
     if not user.is_authenticated or not user.is_active:
         return []
-    if user.is_superuser:
-        return list(requests if limit is None else requests[:limit])
-    group_names = user.groups.values_list("name", flat=True)
-    mine = {f"user:{user.get_username()}"} | {f"group:{name}" for name in group_names}
-    found = []
-    for request in requests.iterator(chunk_size=500):
-        if mine.intersection(request.approvers):
-            found.append(request)
-            if limit is not None and len(found) >= limit:
-                break
-    return found
+    if not user.is_superuser:
+        mine = [f"user:{user.get_username()}"] + [
+            f"group:{name}" for name in user.groups.values_list("name", flat=True)
+        ]
+        requests = requests.filter(
+            Exists(Approver.objects.filter(request=OuterRef("pk"), principal__in=mine))
+        )
+    return list(requests[:limit])

@@ -22,7 +22,7 @@ from django.utils import timezone
 import workflows
 
 from .errors import AlreadyDecided, RequestCancelled, RequestExpired
-from .models import ApprovalRequest
+from .models import ApprovalRequest, Approver
 from .selectors import may_decide
 
 logger = logging.getLogger(__name__)
@@ -133,6 +133,9 @@ def create_request(
             approvers=approvers,
             created_at=now,
             deadline=now + timedelta(seconds=timeout_seconds),
+        )
+        Approver.objects.bulk_create(
+            [Approver(request=request, principal=principal) for principal in dict.fromkeys(approvers)]
         )
     _warn_about_unknown_approvers(request)
     return request.pk

@@ -21,7 +21,7 @@ from . import services
 from .errors import DecisionRefused
 from .models import ApprovalRequest
 from .roles import DECIDE_PERMISSION
-from .selectors import history_for_user, may_decide, pending_for_user
+from .selectors import INBOX_LIMIT, history_for_user, may_decide, pending_for_user
 
 CARD_TEMPLATE = "approvals/_request_card.html"
 
@@ -40,6 +40,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
         context["history"] = history_for_user(user=request.user)
     else:
         context["pending"] = pending_for_user(user=request.user)
+        context["more_pending"] = len(context["pending"]) == INBOX_LIMIT
     return render(request, "approvals/inbox.html", context)
 
 
