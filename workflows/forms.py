@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 
 from .definition import registered_workflows
 from .errors import PayloadError
@@ -42,10 +43,14 @@ class InstanceFilterForm(forms.Form):
     workflow = forms.ChoiceField(required=False)
     status = forms.ChoiceField(required=False, choices=[("", "any status"), *Status.choices])
     created_after = forms.DateTimeField(
-        required=False, label="Created from", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+        required=False,
+        label=f"Created from ({settings.TIME_ZONE})",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
     )
     created_before = forms.DateTimeField(
-        required=False, label="Created before", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+        required=False,
+        label=f"Created before ({settings.TIME_ZONE})",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
     )
     q = forms.CharField(
         required=False,
