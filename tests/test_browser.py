@@ -11,6 +11,7 @@ import pytest
 
 import qcluster_workflows  # noqa: F401 - registers the workflows in this process too
 import workflows
+from support import wait_for
 from workflows.models import StepRun
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls made here
@@ -132,3 +133,23 @@ def test_an_order_waits_live_is_approved_in_the_inbox_and_completes(
     page.goto(f"{live_server.url}/")
     page.locator("#instance-rows tr", has_text="order-42").wait_for()
     page.screenshot(path=screenshots / "instances.png", full_page=True)
+
+
+def test_failed_instances_are_retried_in_bulk_from_the_list(operator_page, live_server, cluster, tmp_path):
+    page = operator_page
+    for n in (1, 2):
+        workflows.create("qcluster-test-fails-until-fixed", params={"dir": str(tmp_path)}, id=f"bulk-{n}")
+    page.goto(f"{live_server.url}/?status=errored")
+    for n in (1, 2):
+        page.locator("#instance-rows tr", has_text=f"bulk-{n}").wait_for()
+
+    (tmp_path / "card-fixed").touch()
+    for n in (1, 2):
+        page.get_by_label(f"select bulk-{n}").check()
+    page.select_option("select[name=action]", "retry")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Apply").click()
+
+    page.locator(".messages", has_text="retry: 2 instance(s) done.").wait_for()
+    assert page.url.endswith("/?status=errored")  # back on the same filtered list
+    wait_for(lambda: {workflows.get(f"bulk-{n}").status()["status"] for n in (1, 2)} == {"complete"}, cluster)
