@@ -7,6 +7,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from .models import ApprovalRequest, Approver
+from .roles import DECIDE_PERMISSION
 
 HISTORY_LIMIT = 100
 INBOX_LIMIT = 200
@@ -19,12 +20,17 @@ def may_decide(*, user: AbstractBaseUser | AnonymousUser, request: ApprovalReque
     """
     if not user.is_authenticated or not user.is_active:
         return False
-    if user.is_superuser:
+    return user.is_superuser or not set(_principals(user)).isdisjoint(request.approvers)
+
+
+def may_use_inbox(*, user: AbstractBaseUser | AnonymousUser) -> bool:
+    """Approvers use the inbox: the Approvers group (the decide permission), superusers,
+    and anyone a request names, alone or through a group (they are emailed a link to it)."""
+    if not user.is_authenticated or not user.is_active:
+        return False
+    if user.has_perm(DECIDE_PERMISSION):
         return True
-    if f"user:{user.get_username()}" in request.approvers:
-        return True
-    named_groups = {entry.removeprefix("group:") for entry in request.approvers if entry.startswith("group:")}
-    return bool(named_groups) and user.groups.filter(name__in=named_groups).exists()
+    return Approver.objects.filter(principal__in=_principals(user)).exists()
 
 
 def pending_for_user(
@@ -53,10 +59,14 @@ def _decidable_by(user, requests, *, limit: int) -> list[ApprovalRequest]:
     if not user.is_authenticated or not user.is_active:
         return []
     if not user.is_superuser:
-        mine = [f"user:{user.get_username()}"] + [
-            f"group:{name}" for name in user.groups.values_list("name", flat=True)
-        ]
         requests = requests.filter(
-            Exists(Approver.objects.filter(request=OuterRef("pk"), principal__in=mine))
+            Exists(Approver.objects.filter(request=OuterRef("pk"), principal__in=_principals(user)))
         )
     return list(requests[:limit])
+
+
+def _principals(user: AbstractBaseUser) -> list[str]:
+    """How requests may name the user: "user:NAME", or "group:NAME" for each of their groups."""
+    return [f"user:{user.get_username()}"] + [
+        f"group:{name}" for name in user.groups.values_list("name", flat=True)
+    ]

@@ -6,8 +6,12 @@ htmx-config swaps only 2xx and 422 responses, so 403/409 would not be shown inli
 Without JavaScript the form posts normally and redirects with a message.
 """
 
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -20,8 +24,7 @@ from django_htmx.middleware import HtmxDetails
 from . import services
 from .errors import DecisionRefused
 from .models import ApprovalRequest
-from .roles import DECIDE_PERMISSION
-from .selectors import INBOX_LIMIT, history_for_user, may_decide, pending_for_user
+from .selectors import INBOX_LIMIT, history_for_user, may_decide, may_use_inbox, pending_for_user
 
 CARD_TEMPLATE = "approvals/_request_card.html"
 
@@ -30,9 +33,21 @@ class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
 
 
+def _approvers_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """403 for anyone who is not an approver (see selectors.may_use_inbox)."""
+
+    @wraps(view)
+    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not may_use_inbox(user=request.user):
+            raise PermissionDenied("Only approvers may use the approvals inbox.")
+        return view(request, *args, **kwargs)
+
+    return guarded
+
+
 @login_required
 @require_GET
-@permission_required(DECIDE_PERMISSION, raise_exception=True)
+@_approvers_only
 def inbox(request: HttpRequest) -> HttpResponse:
     tab = "history" if request.GET.get("tab") == "history" else "pending"
     context: dict = {"nav": "approvals", "tab": tab}
@@ -46,7 +61,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-@permission_required(DECIDE_PERMISSION, raise_exception=True)
+@_approvers_only
 def detail(request: HttpRequest, pk: int) -> HttpResponse:
     approval = get_object_or_404(ApprovalRequest, pk=pk)
     if not may_decide(user=request.user, request=approval):
@@ -60,7 +75,7 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-@permission_required(DECIDE_PERMISSION, raise_exception=True)
+@_approvers_only
 def decide(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     approval = get_object_or_404(ApprovalRequest, pk=pk)
     choice = request.POST.get("approved")

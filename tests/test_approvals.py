@@ -452,3 +452,17 @@ def test_decide_accepts_only_post(client, waiting, alice):
     _, request = waiting
     client.force_login(alice)
     assert client.get(reverse("approvals:decide", args=[request.pk])).status_code == 405
+
+
+def test_someone_named_in_a_request_follows_the_email_link_and_decides_without_the_group(
+    client, make_user, start
+):
+    carol = make_user("carol", approver=False)
+    inst, request = start(approvers=["user:carol"])
+    client.force_login(carol)
+    assert client.get(reverse("approvals:detail", args=[request.pk])).status_code == 200
+    assert "Refund 420 EUR" in client.get(reverse("approvals:inbox")).content.decode()
+    response = htmx_post(client, reverse("approvals:decide", args=[request.pk]), {"approved": "yes"})
+    assert response.status_code == 200
+    run_until_idle()
+    assert inst.status()["output"]["decision"]["by"] == "carol"
