@@ -175,6 +175,14 @@ def test_the_list_searches_ids_and_params(viewer):
     assert page_ids(viewer.get(LIST, {"q": "der-8"})) == ["order-8"]
     assert page_ids(viewer.get(LIST, {"q": "acme"})) == ["order-7"]
     assert page_ids(viewer.get(LIST, {"q": "nothing like it"})) == []
+    assert page_ids(viewer.get(LIST, {"q": "order-"})) == ["order-8", "order-7"]  # newest first
+
+
+def test_search_results_page_by_keyset_too(viewer):
+    workflows.create_batch("console-test-ok", [{"id": f"hit-{n:03d}"} for n in range(60)] + [{"id": "miss"}])
+    first = viewer.get(LIST, {"q": "hit-"})
+    second = viewer.get(LIST + first.context["next_url"])
+    assert page_ids(first) + page_ids(second) == [f"hit-{n:03d}" for n in reversed(range(60))]
 
 
 def test_the_list_pages_by_keyset_without_gaps_or_repeats(viewer):
