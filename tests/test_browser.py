@@ -135,8 +135,9 @@ def test_an_order_waits_live_is_approved_in_the_inbox_and_completes(
     workflows.create("content-pipeline", params={"url": "https://example.com/forbidden.jpg"}, id="upload-17")
     workflows.create("content-pipeline", params={"url": "https://example.com/cat.jpg"}, id="upload-18")
     page.goto(f"{live_server.url}/")
-    page.locator("#instance-rows tr", has_text="upload-17").locator(".badge", has_text="errored").wait_for()
-    page.locator("#instance-rows tr", has_text="billing-acme").locator(".badge", has_text="waiting").wait_for()
+    rows = page.locator("#instance-rows tr")
+    rows.filter(has_text="upload-17").locator(".badge", has_text="errored").wait_for()
+    rows.filter(has_text="billing-acme").locator(".badge", has_text="waiting").wait_for()
     page.screenshot(path=screenshots / "instances.png", full_page=True)
 
 
