@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Exists, OuterRef
-from django.utils import timezone
+
+import workflows
 
 from .models import ApprovalRequest, Approver
 from .roles import DECIDE_PERMISSION
@@ -38,7 +39,7 @@ def pending_for_user(
 ) -> list[ApprovalRequest]:
     """Pending requests, not past their deadline, that `user` may decide; newest first."""
     pending = ApprovalRequest.objects.filter(
-        status=ApprovalRequest.Status.PENDING, deadline__gt=timezone.now()
+        status=ApprovalRequest.Status.PENDING, deadline__gt=workflows.now()
     ).order_by("-created_at", "-id")
     return _decidable_by(user, pending, limit=limit)
 

@@ -17,7 +17,6 @@ from django.contrib.auth.models import AbstractBaseUser, Group
 from django.core.exceptions import PermissionDenied
 from django.core.mail import send_mass_mail
 from django.db import transaction
-from django.utils import timezone
 
 import workflows
 
@@ -124,7 +123,7 @@ def create_request(
         )
         if existing is not None:
             return existing.pk
-        now = timezone.now()
+        now = workflows.now()
         request = ApprovalRequest.objects.create(
             instance_id=instance_id,
             name=request_name,
@@ -190,7 +189,7 @@ def decide(
         if request is None:
             raise ValueError(f"no approval request with id {request_id!r}")
         _refuse_unless_decidable(request, decider)
-        decided_at = timezone.now()
+        decided_at = workflows.now()
         decision = {
             "approved": approved,
             "by": decider.get_username(),
@@ -234,7 +233,7 @@ def _refuse_unless_decidable(request: ApprovalRequest, user: AbstractBaseUser) -
         raise RequestCancelled(
             f"approval request {request.pk} was cancelled: its workflow instance no longer waits for it"
         )
-    if request.status == ApprovalRequest.Status.EXPIRED or request.deadline <= timezone.now():
+    if request.status == ApprovalRequest.Status.EXPIRED or request.deadline <= workflows.now():
         raise RequestExpired(
             f"approval request {request.pk} expired at {request.deadline.isoformat(timespec='seconds')} "
             "without a decision"

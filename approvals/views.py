@@ -16,10 +16,11 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
+
+import workflows
 
 from . import services
 from .errors import DecisionRefused
@@ -111,7 +112,7 @@ def decide(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 
 def _open(approval: ApprovalRequest) -> bool:
-    return approval.status == ApprovalRequest.Status.PENDING and approval.deadline > timezone.now()
+    return approval.status == ApprovalRequest.Status.PENDING and approval.deadline > workflows.now()
 
 
 def _next_url(request: HttpRequest) -> str:

@@ -4,6 +4,7 @@ Re-exports only; nothing here touches the ORM at import time.
 """
 
 from .client import Instance, create, create_batch, get
+from .clock import now
 from .definition import RetryPolicy, parse_duration, registered_workflows, workflow
 from .errors import (
     InstanceExists,
@@ -30,6 +31,7 @@ __all__ = [
     "create",
     "create_batch",
     "get",
+    "now",
     "parse_duration",
     "registered_workflows",
     "workflow",

@@ -8,6 +8,7 @@ _offset = timedelta()
 
 
 def now() -> datetime:
+    """The engine's time: real time, unless workflows.testing.advance moved it."""
     return timezone.now() + _offset
 
 
