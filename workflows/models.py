@@ -14,7 +14,7 @@ class Status(models.TextChoices):
 
 
 FINISHED_STATUSES = (Status.COMPLETE, Status.ERRORED, Status.TERMINATED)
-_UNFINISHED = (Status.QUEUED, Status.RUNNING, Status.WAITING, Status.PAUSED)
+_UNFINISHED = tuple(status for status in Status if status not in FINISHED_STATUSES)
 
 # The statuses from which each lifecycle action may be taken. The services enforce it;
 # the console offers only the actions the status allows.

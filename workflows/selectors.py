@@ -68,13 +68,9 @@ def instance_report(*, instance_id: str) -> dict[str, Any]:
 def list_instances(
     *, status: str | None = None, workflow: str | None = None, limit: int = 50
 ) -> list[Instance]:
-    """Newest first."""
-    rows = Instance.objects.order_by("-created_at", "-id")
-    if status:
-        rows = rows.filter(status=status)
-    if workflow:
-        rows = rows.filter(workflow=workflow)
-    return list(rows[:limit])
+    """Newest first (the first page of the console's list, with these filters)."""
+    filters = InstanceFilters(workflow=workflow or "", status=status or "")
+    return instance_page(filters=filters, size=limit).rows
 
 
 # --- the console ----------------------------------------------------------------------

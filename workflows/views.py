@@ -19,7 +19,7 @@ from django_htmx.middleware import HtmxDetails
 from . import selectors, services
 from .clock import now
 from .errors import InstanceExists, InstanceNotFound, InvalidState, WorkflowNotFound
-from .forms import BulkActionForm, CreateInstanceForm, InstanceFilterForm, SendEventForm
+from .forms import BULK_ACTIONS, BulkActionForm, CreateInstanceForm, InstanceFilterForm, SendEventForm
 from .models import Instance, Status
 from .roles import OPERATE_PERMISSION, VIEW_PERMISSION
 
@@ -70,6 +70,7 @@ def instance_list(request: HtmxHttpRequest) -> HttpResponse:
         "next_url": _with(request.GET, after=page.next_cursor) if page.next_cursor else None,
         "first_url": _with(request.GET, after=None) if request.GET.get("after") else None,
         "can_operate": request.user.has_perm(OPERATE_PERMISSION),
+        "bulk_actions": BULK_ACTIONS,
     }
     if request.htmx.target == "instance-rows":
         return render(request, "workflows/_instance_rows.html", context)
