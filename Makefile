@@ -40,4 +40,4 @@ bench: $(VENV)/.installed
 	$(PY) bench/dashboard_list.py
 
 clean:
-	rm -rf $(VENV) db.sqlite3* test-db.sqlite3* staticfiles .pytest_cache .ruff_cache
+	rm -rf $(VENV) db.sqlite3* staticfiles .pytest_cache .ruff_cache

@@ -79,8 +79,6 @@ if USING_SQLITE:
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    # A file, not memory, so that tests can start a real qcluster on the test database.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test-db.sqlite3")}
 # Keep connections open between tasks: django-q2's pusher, monitor and workers call
 # close_old_connections() around every task, and with CONN_MAX_AGE 0 each one would
 # reconnect (measured: connecting dominated the cluster's time on PostgreSQL).

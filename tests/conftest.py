@@ -2,6 +2,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 
 import pytest
 from django.conf import settings
@@ -16,6 +17,18 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "postgres" in item.keywords:
                 item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings():
+    """Each test session gets its own database, so two sessions in one checkout do not
+    collide; on SQLite a file, not memory, so a real qcluster subprocess can share it."""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        name = os.path.join(tempfile.gettempdir(), f"durable-test-{os.getpid()}.sqlite3")
+    else:
+        name = f"test_{db['NAME']}_{os.getpid()}"
+    db.setdefault("TEST", {})["NAME"] = name
 
 
 @pytest.fixture(autouse=True)
