@@ -101,3 +101,17 @@ def test_retry_policy_defaults_match_the_contract():
 def test_bad_retry_policies_are_refused_clearly(retries, message):
     with pytest.raises(ValueError, match=message):
         RetryPolicy.coerce(retries)
+
+
+@pytest.mark.parametrize("value", ["999999999 days", 10**12, timedelta(days=999_999_999), "36501 days"])
+def test_a_duration_too_long_for_the_engine_is_a_value_error_not_an_overflow(value):
+    with pytest.raises(ValueError, match="longer than the longest the engine accepts"):
+        parse_duration(value)
+
+
+def test_a_retry_delay_never_overflows_however_many_retries():
+    policy = RetryPolicy(limit=10_000, delay="1 day", backoff="exponential")
+    assert policy.delay_before_retry(10_000) == timedelta(days=36_500)
+    assert RetryPolicy(limit=10**9, delay="1 day", backoff="linear").delay_before_retry(10**9) == timedelta(
+        days=36_500
+    )

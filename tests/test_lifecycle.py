@@ -68,6 +68,57 @@ def test_retry_gives_the_failed_step_its_whole_retry_budget_again():
     assert inst.status()["status"] == "errored"
 
 
+@workflow("lifecycle-test-handled-failure")
+def handled_failure_flow(event, step):
+    try:
+        step.do("charge", charge, retries={"limit": 0})
+    except workflows.StepFailed:
+        step.do("refund", record, "refund")
+    step.do("ship", ship)
+    return "shipped"
+
+
+def ship():
+    calls["ship"] += 1
+    if calls["ship"] == 1:
+        raise workflows.NonRetryableError("courier down")
+    return "shipped"
+
+
+def test_retry_reruns_only_the_step_that_errored_the_instance_not_failures_the_workflow_handled():
+    inst = workflows.create("lifecycle-test-handled-failure")
+    run_until_idle()
+    assert inst.status()["error"] == {"type": "NonRetryableError", "message": "courier down"}
+    assert calls == {"charge": 1, "refund": 1, "ship": 1}
+
+    broken["charge"] = False  # a retry that reran "charge" would now charge the customer
+    inst.retry()
+    run_until_idle()
+
+    assert inst.status() == {"status": "complete", "output": "shipped", "error": None}
+    assert calls == {"charge": 1, "refund": 1, "ship": 2}
+    assert Step.objects.get(key="charge#1").status == "failed"
+
+
+@workflow("lifecycle-test-bug-in-workflow")
+def bug_flow(event, step):
+    step.do("load", record, "load")
+    if broken["charge"]:
+        raise RuntimeError("a bug in the workflow code, since fixed")
+    return "fixed"
+
+
+def test_retry_after_a_bug_outside_any_step_replays_the_workflow_keeping_its_steps():
+    inst = workflows.create("lifecycle-test-bug-in-workflow")
+    run_until_idle()
+    assert inst.status()["status"] == "errored"
+    broken["charge"] = False
+    inst.retry()
+    run_until_idle()
+    assert inst.status()["output"] == "fixed"
+    assert calls == {"load": 1}
+
+
 def test_restart_discards_step_results_and_runs_from_the_start_with_the_same_params():
     broken["charge"] = False
     inst = workflows.create("lifecycle-test-order", params={"order": 1})

@@ -4,6 +4,7 @@ import time
 from collections import Counter
 
 import pytest
+from django.db import OperationalError, connection
 
 import workflows
 from workflows import NonRetryableError, RetryPolicy, StepFailed, workflow
@@ -216,3 +217,108 @@ def test_a_step_timeout_longer_than_a_worker_task_errors_the_instance_clearly():
     assert status["error"]["type"] == "ValueError"
     assert 'step "export": timeout 2 hours does not fit in a worker task' in status["error"]["message"]
     assert "DURABLE_TASK_TIMEOUT" in status["error"]["message"]
+
+
+class Unusual(BaseException):
+    pass
+
+
+def raise_base_exception(kind):
+    attempts[kind] += 1
+    raise {"SystemExit": SystemExit(3), "KeyboardInterrupt": KeyboardInterrupt(), "Unusual": Unusual("odd")}[
+        kind
+    ]
+
+
+@workflow("retries-test-base-exception")
+def base_exception_flow(event, step):
+    return step.do("exit", raise_base_exception, event.payload, retries={"limit": 1, "delay": 0})
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"), [("SystemExit", "3"), ("KeyboardInterrupt", "KeyboardInterrupt"), ("Unusual", "odd")]
+)
+def test_a_base_exception_in_a_step_fails_the_attempt_with_its_real_type_and_is_retried(kind, message):
+    inst = workflows.create("retries-test-base-exception", params=kind)
+    run_until_idle()  # the exception does not escape the run
+
+    assert inst.status()["status"] == "errored"
+    assert inst.status()["error"] == {"type": kind, "message": message}
+    assert attempts[kind] == 2
+    runs = StepRun.objects.filter(step__instance_id=inst.id).order_by("attempt")
+    assert [(run.outcome, run.error_type) for run in runs] == [("failed", kind), ("failed", kind)]
+    assert "raise_base_exception" in runs[0].traceback
+    assert not Step.objects.filter(instance_id=inst.id, status="running").exists()
+
+
+@workflow("retries-test-base-exception-in-workflow")
+def base_exception_in_workflow_flow(event, step):
+    step.do("fine", fail_times, "fine", 0)
+    raise SystemExit("the workflow itself exits")
+
+
+def test_a_base_exception_in_the_workflow_function_errors_the_instance():
+    inst = workflows.create("retries-test-base-exception-in-workflow")
+    run_until_idle()
+    assert inst.status()["error"] == {"type": "SystemExit", "message": "the workflow itself exits"}
+
+
+@workflow("retries-test-long-backoff")
+def long_backoff_flow(event, step):
+    return step.do(
+        "forever",
+        fail_times,
+        "forever",
+        10_000,
+        retries={"limit": 35, "delay": "1 day", "backoff": "exponential"},
+    )
+
+
+def test_exponential_backoff_past_the_largest_duration_is_capped_instead_of_overflowing():
+    inst = workflows.create("retries-test-long-backoff")
+    run_until_idle()
+    while inst.status()["status"] == "waiting":
+        advance("36500 days")  # 2 ** 34 days would overflow a datetime: the delay is capped
+    assert inst.status()["status"] == "errored"
+    assert attempts["forever"] == 36
+    step = Step.objects.get(instance_id=inst.id)
+    assert (step.status, step.attempts) == ("failed", 36)
+    assert not StepRun.objects.filter(step=step, outcome="running").exists()
+
+
+@workflow("retries-test-huge-delay")
+def huge_delay_flow(event, step):
+    return step.do("never", fail_times, "never", 0, retries={"limit": 1, "delay": "999999999 days"})
+
+
+def test_a_retry_delay_too_long_errors_the_instance_clearly_before_the_step_runs():
+    inst = workflows.create("retries-test-huge-delay")
+    run_until_idle()
+    assert inst.status()["error"]["type"] == "ValueError"
+    assert "invalid duration '999999999 days'" in inst.status()["error"]["message"]
+    assert attempts["never"] == 0
+
+
+@workflow("retries-test-end-write")
+def end_write_flow(event, step):
+    return step.do("compute", fail_times, "compute", 0, "computed")
+
+
+def test_a_computed_result_survives_a_transient_error_of_the_write_that_records_it():
+    failed = []
+
+    def fail_the_first_success_write(execute, sql, params, many, context):
+        if not failed and sql.startswith('UPDATE "workflows_step"') and "succeeded" in (params or ()):
+            failed.append(sql)
+            raise OperationalError("database is locked (injected by the test)")
+        return execute(sql, params, many, context)
+
+    inst = workflows.create("retries-test-end-write")
+    with connection.execute_wrapper(fail_the_first_success_write):
+        run_until_idle()
+
+    assert failed, "the test did not inject its failure"
+    assert inst.status() == {"status": "complete", "output": "computed", "error": None}
+    assert attempts["compute"] == 1
+    runs = StepRun.objects.filter(step__instance_id=inst.id)
+    assert list(runs.values_list("attempt", "outcome")) == [(1, "succeeded")]

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from .names import MAX_WORKFLOW_NAME, checked_name
+
 WorkflowFunction = Callable[[Any, Any], Any]
 
 _registry: dict[str, WorkflowFunction] = {}
@@ -19,8 +21,7 @@ _registry: dict[str, WorkflowFunction] = {}
 
 def workflow(name: str) -> Callable[[WorkflowFunction], WorkflowFunction]:
     """Register the decorated function as the workflow called `name`."""
-    if not isinstance(name, str) or not name.strip() or len(name) > 200:
-        raise ValueError(f"workflow name must be a non-empty string of at most 200 characters, got {name!r}")
+    checked_name(name, what="workflow name", max_length=MAX_WORKFLOW_NAME)
 
     def register(fn: WorkflowFunction) -> WorkflowFunction:
         existing = _registry.get(name)
@@ -70,6 +71,9 @@ _DURATION_TEXT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]+?)s?\s*$")
 
 Duration = int | float | timedelta | str
 
+# Long enough for any business process, short enough that now + duration fits a datetime.
+MAX_DURATION = timedelta(days=36_500)
+
 
 def parse_duration(value: Duration) -> timedelta:
     """Turn seconds, a timedelta or text like "5 minutes" into a non-negative timedelta."""
@@ -92,6 +96,11 @@ def parse_duration(value: Duration) -> timedelta:
         )
     if math.isnan(seconds) or math.isinf(seconds) or seconds < 0:
         raise ValueError(f"invalid duration {value!r}: must be a finite, non-negative length of time")
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(
+            f"invalid duration {value!r}: longer than the longest the engine accepts "
+            f"({MAX_DURATION.days:,} days)"
+        )
     return timedelta(seconds=seconds)
 
 
@@ -117,7 +126,7 @@ class RetryPolicy:
 
     `limit` counts retries after the first attempt (limit 0: one attempt in all).
     The wait before retry n (1-based) is `delay` (constant), `delay * n` (linear)
-    or `delay * 2 ** (n - 1)` (exponential).
+    or `delay * 2 ** (n - 1)` (exponential), at most MAX_DURATION (so no limit overflows).
     """
 
     limit: int = 5
@@ -150,9 +159,11 @@ class RetryPolicy:
 
     def delay_before_retry(self, retry_number: int) -> timedelta:
         """The wait before retry `retry_number` (the first retry is 1)."""
-        base = parse_duration(self.delay)
+        base = parse_duration(self.delay).total_seconds()
         if self.backoff == "constant":
-            return base
-        if self.backoff == "linear":
-            return base * retry_number
-        return base * (2 ** (retry_number - 1))
+            factor = 1
+        elif self.backoff == "linear":
+            factor = retry_number
+        else:
+            factor = 2 ** min(retry_number - 1, 128)  # beyond that every delay is capped anyway
+        return timedelta(seconds=min(base * factor, MAX_DURATION.total_seconds()))

@@ -43,6 +43,8 @@ class Instance(models.Model):
     output = models.JSONField(null=True)
     error = models.JSONField(null=True)  # {"type": str, "message": str}
     error_traceback = models.TextField(blank=True)
+    # The key of the step whose failure errored the instance: the one step retry() reruns.
+    failed_step_key = models.CharField(max_length=300, blank=True)
     # Restart starts a new generation: earlier steps stay for the record but are not replayed.
     generation = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField()
@@ -86,6 +88,7 @@ class StepKind(models.TextChoices):
     DO = "do"
     SLEEP = "sleep"
     WAIT = "wait"
+    PATCH = "patch"  # a step.patched() marker: this run took the new code path here
 
 
 class StepStatus(models.TextChoices):

@@ -1,12 +1,25 @@
-"""Checking that values stored by the engine are JSON and within the size limit."""
+"""What the engine may store: JSON values within the size limit that every database keeps
+exactly as given (api.md section 7).
+
+PostgreSQL's jsonb cannot hold a NUL character, no database keeps a lone surrogate, and
+values nested without end or integers of any size are ways to exhaust a worker. So every
+value is walked once before it is stored, and the first problem is reported with its place.
+"""
+
+from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from django.conf import settings
 
 from .errors import PayloadError
+from .names import text_problem
 
+MAX_DEPTH = 100
+MIN_INT = -(2**63)
+MAX_INT = 2**63 - 1
 _TYPE_NAMES = "None, bool, int, float, str, list or dict"
 
 
@@ -20,12 +33,11 @@ def to_json_value(value: Any, *, what: str) -> Any:
     The round trip makes the first run see exactly what a replay will see (a tuple
     becomes a list, int dict keys become strings).
     """
-    try:
-        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        raise PayloadError(
-            f"{what} must be JSON ({_TYPE_NAMES}); got {type(value).__name__}: {exc}"
-        ) from None
+    problem = _first_problem(value)
+    if problem is not None:
+        place, message = problem
+        raise PayloadError(f"{what}{' at ' + place if place else ''} {message}")
+    text = json.dumps(value, allow_nan=False, ensure_ascii=False)
     size = len(text.encode())
     limit = max_payload_bytes()
     if size > limit:
@@ -33,17 +45,72 @@ def to_json_value(value: Any, *, what: str) -> Any:
             f"{what} is {size:,} bytes serialised, over the limit of {limit:,} bytes "
             f"(DURABLE_MAX_PAYLOAD_BYTES)"
         )
-    if "\x00" in text:
-        raise PayloadError(f"{what} contains a NUL character (\\u0000), which cannot be stored")
     return json.loads(text)
 
 
 def parse_json_text(text: str, *, what: str) -> Any:
-    """Parse JSON typed by a person (command line, web form) with a clear error."""
+    """Parse JSON typed by a person or sent by a program, with a clear error."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise PayloadError(
             f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:
+        raise PayloadError(f"{what} is nested more than {MAX_DEPTH} levels deep") from None
+    except ValueError as exc:  # an integer of more digits than Python will convert
+        raise PayloadError(f"{what} is not valid JSON: {exc}") from None
     return to_json_value(value, what=what)
+
+
+def _first_problem(value: Any) -> tuple[str, str] | None:
+    """(place, what is wrong) for the first value that cannot be stored, else None.
+
+    Iterative, so that a deeply nested value cannot exhaust the stack.
+    """
+    stack: list[tuple[Any, tuple | None, int]] = [(value, None, 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if item is None or isinstance(item, bool):
+            continue
+        if isinstance(item, str):
+            message = text_problem(item)
+        elif isinstance(item, int):
+            message = None if MIN_INT <= item <= MAX_INT else "is an integer outside the 64-bit range"
+        elif isinstance(item, float):
+            message = None if math.isfinite(item) else f"must be JSON: {item!r} is not a JSON number"
+        elif isinstance(item, list | tuple | dict):
+            if depth >= MAX_DEPTH:
+                return _place(path), f"is nested more than {MAX_DEPTH} levels deep"
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    key_message = _key_problem(key)
+                    if key_message:
+                        return _place(path), key_message
+                    stack.append((child, (path, key), depth + 1))
+            else:
+                stack.extend((child, (path, index), depth + 1) for index, child in enumerate(item))
+            continue
+        else:
+            message = f"must be JSON ({_TYPE_NAMES}); got {type(item).__name__}"
+        if message:
+            return _place(path), message
+    return None
+
+
+def _key_problem(key: Any) -> str | None:
+    if isinstance(key, str):
+        problem = text_problem(key)
+        return f"has a key that {problem}" if problem else None
+    if isinstance(key, int) and not isinstance(key, bool) and MIN_INT <= key <= MAX_INT:
+        return None
+    return f"has a key {key!r} of type {type(key).__name__}: JSON object keys are strings"
+
+
+def _place(path: tuple | None) -> str:
+    """Python-style subscripts from the top: ["items"][3]."""
+    keys = []
+    while path is not None:
+        path, key = path
+        keys.append(key)
+    return "".join(f"[{json.dumps(key) if isinstance(key, str) else key}]" for key in reversed(keys))

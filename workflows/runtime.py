@@ -28,13 +28,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
+from django_q.exceptions import TimeoutException
 
 from . import clock
 from .definition import RetryPolicy, describe_duration, get_workflow, parse_duration
 from .dispatch import enqueue_run
 from .errors import NonDeterminismError, NonRetryableError, PayloadError, StepFailed, WaitTimeout
 from .models import Event, Instance, Status, Step, StepKind, StepRun, StepStatus
+from .names import MAX_EVENT_TYPE, MAX_STEP_NAME, checked_name
 from .payloads import to_json_value
 from .signals import instance_finished
 
@@ -42,9 +44,12 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_STEP_TIMEOUT = "10 minutes"
 DEFAULT_WAIT_TIMEOUT = "24 hours"
-MAX_STEP_NAME = 256
 MAX_TRACEBACK_CHARS = 20_000
 MIN_TASK_HEADROOM_SECONDS = 60
+# A write that records finished work (a step's outcome, the instance's end) is tried this
+# many times, with these pauses, before the run gives up and leaves it to recovery: a
+# transient database error must not throw away a result that was computed.
+END_WRITE_PAUSES = (0.05, 0.2, 0.5, 1.0, 2.0)
 
 T = TypeVar("T")
 
@@ -73,6 +78,11 @@ class _EngineFailure(BaseException):
 
 class _AttemptTimeout(BaseException):
     """Raised inside a step function when its attempt runs past the step's timeout."""
+
+
+# Exceptions that are the engine's or django-q2's control flow, never user errors: they
+# pass through every handler of user code. (django-q2's task timeout is a SystemExit.)
+_ENGINE_EXCEPTIONS = (_Suspended, _Stopped, _EngineFailure, _AttemptTimeout, TimeoutException)
 
 
 def run_instance(instance_id: str) -> str:
@@ -164,14 +174,16 @@ class StepContext:
         wake_at = _as_aware_datetime(when)
         self._run.sleep_step(key, name, lambda now: wake_at)
 
+    def patched(self, patch_id: str) -> bool:
+        """True where this run takes the new code path, False while replaying history
+        recorded before the patch existed (so running instances keep their old path)."""
+        checked_name(patch_id, what="patch id", max_length=MAX_STEP_NAME)
+        return self._run.patched(patch_id)
+
     def wait_for_event(self, name: str, type: str, timeout: Any = DEFAULT_WAIT_TIMEOUT) -> Any:
         """Suspend until an event of `type` is sent to this instance; return its payload."""
         key = self._run.next_key(name)
-        if not isinstance(type, str) or not type or len(type) > 200:
-            raise ValueError(
-                f'wait "{name}": event type must be a non-empty string of at most 200 characters, '
-                f"got {type!r}"
-            )
+        checked_name(type, what=f'wait "{name}": event type', max_length=MAX_EVENT_TYPE)
         return self._run.wait_step(key, name, type, parse_duration(timeout))
 
 
@@ -196,10 +208,17 @@ class _Run:
         self.event = WorkflowEvent(
             payload=instance.params, instance_id=instance.id, timestamp=instance.created_at
         )
-        self.history: dict[str, Step] = {
-            step.key: step
-            for step in Step.objects.filter(instance_id=instance.id, generation=instance.generation)
-        }
+        recorded = list(
+            Step.objects.filter(instance_id=instance.id, generation=instance.generation).order_by("id")
+        )
+        self.history: dict[str, Step] = {step.key: step for step in recorded}
+        # Recorded steps must be reached in the order they were recorded; `reached`
+        # counts how many of them this run has reached so far.
+        self.recorded_order = [step.key for step in recorded]
+        self.position = {key: index for index, key in enumerate(self.recorded_order)}
+        self.reached = 0
+        self.patches: dict[str, bool] = {}
+        self.nondeterminism: NonDeterminismError | None = None
         self.name_counts: Counter[str] = Counter()
         self.started = time.monotonic()
         self.steps_started = 0
@@ -210,6 +229,8 @@ class _Run:
         try:
             fn = get_workflow(self.workflow)
             output = fn(self.event, StepContext(self))
+            if self.nondeterminism is not None:  # the workflow caught it: it still stands
+                raise self.nondeterminism
             output = to_json_value(output, what=f'the return value of workflow "{self.workflow}"')
         except _Suspended:
             return "suspended"
@@ -218,13 +239,21 @@ class _Run:
         except _EngineFailure:
             logger.exception("run of %s abandoned: the engine could not write", self.instance_id)
             raise
-        except StepFailed as exc:
-            return self._finish(Status.ERRORED, error=_error_dict(exc.error_type, exc.message))
-        except Exception as exc:
-            return self._finish(Status.ERRORED, error=_error_dict(type(exc).__name__, str(exc)))
+        except TimeoutException:
+            raise
+        except BaseException as exc:
+            exc = self.nondeterminism or exc
+            if isinstance(exc, StepFailed):
+                error, failed_step = _error_dict(exc.error_type, exc.message), getattr(exc, "_step_key", "")
+            else:
+                error, failed_step = _error_dict(type(exc).__name__, str(exc) or type(exc).__name__), ""
+            return self._finish(Status.ERRORED, error=error, failed_step=failed_step)
         return self._finish(Status.COMPLETE, output=output)
 
-    def _finish(self, status: Status, *, output: Any = None, error: dict | None = None) -> str:
+    def _finish(
+        self, status: Status, *, output: Any = None, error: dict | None = None, failed_step: str = ""
+    ) -> str:
+        """`failed_step`: the key of the step whose failure errored the instance (retry reruns it)."""
         trace = traceback.format_exc()[-MAX_TRACEBACK_CHARS:] if error else ""
 
         def write(instance: Instance) -> None:
@@ -232,6 +261,7 @@ class _Run:
             instance.output = output
             instance.error = error
             instance.error_traceback = trace
+            instance.failed_step_key = failed_step
             instance.finished_at = instance.updated_at = clock.now()
             instance.wake_at = None
             instance.waiting_for = ""
@@ -242,6 +272,7 @@ class _Run:
                     "output",
                     "error",
                     "error_traceback",
+                    "failed_step_key",
                     "finished_at",
                     "updated_at",
                     "wake_at",
@@ -252,7 +283,7 @@ class _Run:
             instance_finished.send(sender=None, instance_id=instance.id, status=status.value)
 
         try:
-            self._transact(write)
+            self._transact_retrying(write)
         except _Stopped:
             return "stopped"
         return str(status)
@@ -279,6 +310,19 @@ class _Run:
             raise _EngineFailure(str(exc)) from exc
         raise _Stopped
 
+    def _transact_retrying(self, write: Callable[[Instance], T]) -> T:
+        """`_transact` for a write that records finished work: a transient database error
+        (a busy SQLite, a dropped connection) is retried before the run gives up."""
+        for pause in END_WRITE_PAUSES:
+            try:
+                return self._transact(write)
+            except _EngineFailure as exc:
+                logger.warning("run of %s: write failed (%s); trying again", self.instance_id, exc)
+                time.sleep(pause)
+                if not connection.in_atomic_block:
+                    connection.close_if_unusable_or_obsolete()
+        return self._transact(write)
+
     def _must_stop(self, instance: Instance, *, new_step: bool) -> bool:
         if instance.lease_token != self.token:
             return True  # terminated, restarted, or taken over after this run was presumed dead
@@ -298,19 +342,69 @@ class _Run:
     # --- identity of steps -------------------------------------------------------------
 
     def next_key(self, name: str) -> str:
-        if not isinstance(name, str) or not 1 <= len(name) <= MAX_STEP_NAME:
-            raise ValueError(f"step name must be a string of 1-{MAX_STEP_NAME} characters, got {name!r}")
+        if self.nondeterminism is not None:  # no step may run once the history is broken
+            raise self.nondeterminism
+        checked_name(name, what="step name", max_length=MAX_STEP_NAME)
         self.name_counts[name] += 1
         return f"{name}#{self.name_counts[name]}"
 
     def recorded(self, key: str, kind: StepKind) -> Step | None:
+        """The recorded step `key`, or None for a new step; checks the run still follows
+        its history (same kind, same order, no recorded step left behind)."""
         step = self.history.get(key)
-        if step is not None and step.kind != kind:
-            raise NonDeterminismError(
-                f'step "{step.name}" was recorded as a {step.kind} step but the workflow now '
-                f"runs it as a {kind} step; the workflow code changed under a running instance"
+        if key in self.position:
+            expected = self.history[self.recorded_order[self.reached]]
+            if self.position[key] != self.reached:
+                self._broken(
+                    f'the workflow reached step "{step.name}" before step "{expected.name}", '
+                    "which ran before it"
+                )
+            self.reached += 1
+            if step.kind != kind:
+                self._broken(
+                    f'step "{step.name}" was recorded as a {step.kind} step but the workflow now '
+                    f"runs it as a {kind} step"
+                )
+        elif step is None and self.reached < len(self.recorded_order):
+            missing = self.history[self.recorded_order[self.reached]]
+            self._broken(
+                f'the workflow started a new step "{key.rpartition("#")[0]}" but never reached '
+                f'recorded step "{missing.name}" (renamed, removed or moved?)'
             )
         return step
+
+    def _broken(self, what: str) -> None:
+        self.nondeterminism = NonDeterminismError(
+            f"the workflow code no longer matches the history of instance {self.instance_id}: {what}. "
+            "Change a workflow with instances in flight under `if step.patched(...)`, or restart them."
+        )
+        raise self.nondeterminism
+
+    def patched(self, patch_id: str) -> bool:
+        if self.nondeterminism is not None:
+            raise self.nondeterminism
+        if patch_id not in self.patches:
+            key = f"{patch_id}#patch"  # step keys end in #<number>: no step can collide
+            if key in self.history:
+                self.recorded(key, StepKind.PATCH)
+                self.patches[patch_id] = True
+            elif self.reached < len(self.recorded_order):
+                self.patches[patch_id] = False  # replaying history from before the patch
+            else:
+                self._record_patch(key, patch_id)
+                self.patches[patch_id] = True
+        return self.patches[patch_id]
+
+    def _record_patch(self, key: str, patch_id: str) -> None:
+        def write(instance: Instance) -> Step:
+            now = clock.now()
+            record = self._new_step(
+                key, patch_id, StepKind.PATCH, now, status=StepStatus.SUCCEEDED, completed_at=now
+            )
+            record.save()
+            return record
+
+        self.history[key] = self._transact(write)
 
     def _new_step(self, key: str, name: str, kind: StepKind, now: datetime, **fields: Any) -> Step:
         return Step(
@@ -350,7 +444,9 @@ class _Run:
                 if step.status == StepStatus.SUCCEEDED:
                     return step.result
                 if step.status == StepStatus.FAILED:
-                    raise StepFailed(name, step.attempts, step.error["type"], step.error["message"])
+                    failure = StepFailed(name, step.attempts, step.error["type"], step.error["message"])
+                    failure._step_key = key  # so that retry() reruns only the step that errored
+                    raise failure
                 if step.status == StepStatus.RETRYING and step.wake_at and step.wake_at > clock.now():
                     self._suspend_until(step.wake_at)
                 if step.status == StepStatus.RUNNING:
@@ -435,7 +531,7 @@ class _Run:
             instance.save(update_fields=["lease_expires_at"])
             return step
 
-        step = self._transact(write)
+        step = self._transact_retrying(write)
         self.history[step.key] = step
         return step
 
@@ -543,7 +639,9 @@ def _call_with_timeout(
             result = fn(*args, **kwargs)
     except _AttemptTimeout:
         return None, timed_out
-    except Exception as exc:
+    except _ENGINE_EXCEPTIONS:
+        raise
+    except BaseException as exc:  # SystemExit, KeyboardInterrupt...: the attempt failed, the worker lives
         return None, _Failure(
             type(exc).__name__,
             str(exc) or type(exc).__name__,

@@ -13,10 +13,11 @@ from django.db.models.functions import Cast
 from .definition import registered_workflows
 from .errors import InstanceNotFound
 from .models import Event, Instance, Status, Step
+from .names import is_instance_id
 
 
 def get_instance(*, instance_id: str) -> Instance:
-    instance = Instance.objects.filter(pk=instance_id).first()
+    instance = Instance.objects.filter(pk=instance_id).first() if is_instance_id(instance_id) else None
     if instance is None:
         raise InstanceNotFound(f'no instance with id "{instance_id}"')
     return instance
@@ -129,7 +130,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     """Raise ValueError for a cursor this module did not write."""
     created, _, instance_id = cursor.partition("|")
     moment = datetime.fromisoformat(created)
-    if not instance_id or moment.tzinfo is None:
+    if not is_instance_id(instance_id) or moment.tzinfo is None:
         raise ValueError(f"invalid page cursor {cursor!r}")
     return moment, instance_id
 

@@ -6,7 +6,6 @@ runs workflow code, they change rows and queue runs.
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Any
 
@@ -17,10 +16,9 @@ from .definition import get_workflow
 from .dispatch import enqueue_run
 from .errors import InstanceExists, InstanceNotFound, InvalidState
 from .models import ACTION_STATUSES, Event, Instance, Status, Step, StepStatus
+from .names import MAX_EVENT_TYPE, checked_instance_id, checked_name, is_instance_id
 from .payloads import to_json_value
 from .signals import instance_finished
-
-_INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 
 
 def create_instances(*, workflow: str, items: list[dict[str, Any]]) -> list[Instance]:
@@ -76,18 +74,17 @@ def create_instance(*, workflow: str, params: Any = None, instance_id: str | Non
 
 
 def _checked_instance_id(value: Any) -> str:
-    if value is None:
-        return uuid.uuid4().hex
-    if not isinstance(value, str) or not _INSTANCE_ID.match(value):
-        raise ValueError(
-            f"invalid instance id {value!r}: use 1-100 letters, digits, '_', '-', '.' or ':', "
-            "starting with a letter or digit"
-        )
-    return value
+    return uuid.uuid4().hex if value is None else checked_instance_id(value)
 
 
 def _locked(instance_id: str) -> Instance:
-    instance = Instance.objects.select_for_update().filter(pk=instance_id).first()
+    # An id that could never have been created names no instance (and a NUL in it
+    # would be a database error on PostgreSQL).
+    instance = (
+        Instance.objects.select_for_update().filter(pk=instance_id).first()
+        if is_instance_id(instance_id)
+        else None
+    )
     if instance is None:
         raise InstanceNotFound(f'no instance with id "{instance_id}"')
     return instance
@@ -114,10 +111,7 @@ def _queue(instance: Instance, now: Any, *extra_fields: str) -> None:
 
 def send_event(*, instance_id: str, event_type: str, payload: Any = None) -> Event:
     """Deliver an event; it wakes the instance if it waits for that type, else it is kept."""
-    if not isinstance(event_type, str) or not event_type or len(event_type) > 200:
-        raise ValueError(
-            f"event type must be a non-empty string of at most 200 characters, got {event_type!r}"
-        )
+    checked_name(event_type, what="event type", max_length=MAX_EVENT_TYPE)
     payload = to_json_value(payload, what=f'payload of event "{event_type}"')
     with transaction.atomic():
         instance = _locked(instance_id)
@@ -181,6 +175,7 @@ def restart_instance(*, instance_id: str) -> Instance:
         instance.output = None
         instance.error = None
         instance.error_traceback = ""
+        instance.failed_step_key = ""
         instance.finished_at = None
         instance.lease_token = ""
         instance.lease_expires_at = None
@@ -191,6 +186,7 @@ def restart_instance(*, instance_id: str) -> Instance:
             "output",
             "error",
             "error_traceback",
+            "failed_step_key",
             "finished_at",
             "lease_token",
             "lease_expires_at",
@@ -203,13 +199,19 @@ def retry_instance(*, instance_id: str) -> Instance:
     with transaction.atomic():
         instance = _locked(instance_id)
         _require(instance, "retry")
+        # Only the step whose failure errored the instance: failures the workflow caught
+        # and handled stay as they were recorded.
         Step.objects.filter(
-            instance=instance, generation=instance.generation, status=StepStatus.FAILED
+            instance=instance,
+            generation=instance.generation,
+            key=instance.failed_step_key,
+            status=StepStatus.FAILED,
         ).update(status=StepStatus.RETRYING, attempts=0, wake_at=None, completed_at=None)
         instance.error = None
         instance.error_traceback = ""
+        instance.failed_step_key = ""
         instance.finished_at = None
-        _queue(instance, clock.now(), "error", "error_traceback", "finished_at")
+        _queue(instance, clock.now(), "error", "error_traceback", "failed_step_key", "finished_at")
     return instance
 
 
