@@ -66,3 +66,14 @@ def fails_until_fixed(event, step):
     directory = event.payload["dir"]
     step.do("reserve stock", append, f"{directory}/reserve.log", "reserved")
     return step.do("charge", charge_unless_declined, directory)
+
+
+def exit_the_process(directory: str) -> None:
+    append(f"{directory}/exit.log", str(os.getpid()))
+    raise SystemExit("a library called sys.exit()")
+
+
+@workflow("qcluster-test-system-exit")
+def system_exit(event, step):
+    directory = event.payload["dir"]
+    step.do("exit", exit_the_process, directory, retries={"limit": 1, "delay": 0})

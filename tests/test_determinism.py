@@ -41,7 +41,7 @@ def deploy(version):
 def errored_with_nondeterminism(inst):
     status = inst.status()
     assert status["status"] == "errored", status
-    assert status["error"]["type"] == "NonDeterminismError"
+    assert status["error"]["type"] == workflows.NonDeterminismError.__name__
     return status["error"]["message"]
 
 

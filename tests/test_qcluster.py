@@ -71,3 +71,14 @@ def test_a_step_timeout_interrupts_the_attempt_inside_a_worker(cluster):
     # The worker survived its interrupted attempts and still runs work.
     again = workflows.create("qcluster-test-timeout")
     wait_for(lambda: again.status()["status"] == "errored", cluster, what="a second instance")
+
+
+def test_system_exit_in_a_step_fails_the_attempt_and_the_worker_lives_on(cluster, tmp_path):
+    inst = workflows.create("qcluster-test-system-exit", params={"dir": str(tmp_path)})
+    wait_for(lambda: inst.status()["status"] == "errored", cluster, what="the exiting step to fail")
+
+    assert inst.status()["error"] == {"type": "SystemExit", "message": "a library called sys.exit()"}
+    attempts = StepRun.objects.filter(step__instance_id=inst.id).order_by("attempt")
+    assert list(attempts.values_list("outcome", "error_type")) == [("failed", "SystemExit")] * 2
+    assert len(lines(tmp_path / "exit.log")) == 2
+    assert "reincarnated worker" not in cluster.log_path.read_text()
