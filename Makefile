@@ -16,7 +16,10 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# Web server and worker (django-q2 cluster) together; Ctrl-C stops both.
+# Web server and worker (django-q2 cluster) together; Ctrl-C stops both. A development
+# site: the published secret key, plain HTTP and the demo login are allowed only with
+# DJANGO_DEBUG=1, which serve's cluster subprocess and demo_setup inherit.
+run: export DJANGO_DEBUG := 1
 run: $(VENV)/.installed
 	$(PY) manage.py migrate --verbosity 0
 	$(PY) manage.py demo_setup --url http://$(HOST):$(PORT)/
@@ -32,6 +35,12 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The suite and the benchmarks run with DEBUG off, as production does, so settings need a
+# secret key: this one is for tests only. The test client and the live server speak plain
+# HTTP, so HTTPS redirects and Secure cookies are off (tests/test_production.py turns them
+# on in the servers it starts).
+test bench: export DJANGO_SECRET_KEY := test-only-key-not-secret-6c1f0d9e2b7a4c58
+test bench: export DJANGO_HTTPS := 0
 test: $(VENV)/.installed chromium lint
 	$(VENV)/bin/pytest
 

@@ -1,13 +1,17 @@
 """Settings for the Durable site, configured from the environment (12-factor).
 
+A production site unless DJANGO_DEBUG=1: DJANGO_SECRET_KEY must be set and HTTPS is
+assumed (DJANGO_HTTPS=0 and the DJANGO_SECURE_COOKIES, DJANGO_SSL_REDIRECT and
+DJANGO_HSTS_* switches relax it).
 DATABASE_URL selects the database (default: SQLite in WAL mode next to manage.py);
-DURABLE_* variables tune the engine.
+DURABLE_* variables tune the engine. README.md, "Running in production", lists them all.
 """
 
 import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -16,9 +20,40 @@ def _env_bool(name: str, default: bool) -> bool:
     return os.environ.get(name, str(default)).lower() in {"1", "true", "yes", "on"}
 
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-insecure-key-change-me-in-production")
-DEBUG = _env_bool("DJANGO_DEBUG", True)
-ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
+def _env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+DEBUG = _env_bool("DJANGO_DEBUG", False)
+
+# Published in this repository: anyone could forge sessions and signed task payloads
+# with it, so it is only ever the default of a development site.
+DEVELOPMENT_SECRET_KEY = "dev-only-insecure-key-change-me-in-production"
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", DEVELOPMENT_SECRET_KEY if DEBUG else "")
+if not DEBUG and SECRET_KEY in {"", DEVELOPMENT_SECRET_KEY}:
+    problem = "is the published development key" if SECRET_KEY else "is not set"
+    raise ImproperlyConfigured(
+        f"DJANGO_SECRET_KEY {problem}: set it to a long random string "
+        "(python -c 'import secrets; print(secrets.token_urlsafe(50))'), or DJANGO_DEBUG=1 for development."
+    )
+ALLOWED_HOSTS = _env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = _env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+
+# A production site is served over HTTPS unless DJANGO_HTTPS=0 says it is not on purpose;
+# each protection below can also be switched on its own.
+HTTPS = _env_bool("DJANGO_HTTPS", not DEBUG)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _env_bool("DJANGO_SECURE_COOKIES", HTTPS)
+SECURE_SSL_REDIRECT = _env_bool("DJANGO_SSL_REDIRECT", HTTPS)
+# Browsers remember HSTS for this long; a site moving to HTTPS for the first time may
+# start lower (3600) and raise it once every page works over HTTPS.
+SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", 365 * 24 * 3600 if HTTPS else 0))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+SECURE_HSTS_PRELOAD = _env_bool("DJANGO_HSTS_PRELOAD", HTTPS)
+# Behind a proxy that terminates TLS, Django sees plain HTTP; the proxy's header (for
+# example X-Forwarded-Proto: https) tells it the browser used HTTPS. Only set this when
+# the proxy always sets or strips that header, or a client could claim HTTPS itself.
+if proxy_ssl_header := os.environ.get("DJANGO_PROXY_SSL_HEADER"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + proxy_ssl_header.upper().replace("-", "_"), "https")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -98,7 +133,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = os.environ.get("DJANGO_STATIC_ROOT", BASE_DIR / "staticfiles")
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -113,12 +148,21 @@ DURABLE_BASE_URL = os.environ.get("DURABLE_BASE_URL", "http://127.0.0.1:8000")
 
 EMAIL_BACKEND = os.environ.get("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = os.environ.get("DJANGO_DEFAULT_FROM_EMAIL", "Durable <durable@localhost>")
+# Read by the SMTP backend (DJANGO_EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend).
+EMAIL_HOST = os.environ.get("DJANGO_EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("DJANGO_EMAIL_PORT", 25))
+EMAIL_HOST_USER = os.environ.get("DJANGO_EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("DJANGO_EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = _env_bool("DJANGO_EMAIL_USE_TLS", False)
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {
+        # Django's default sends a 500's traceback only by email to ADMINS when DEBUG is
+        # off; on stderr gunicorn's and systemd's logs keep it.
+        "django": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
         "workflows": {
             "handlers": ["console"],
             "level": os.environ.get("DURABLE_LOG_LEVEL", "INFO"),

@@ -1,14 +1,15 @@
 """`manage.py demo_setup`: the demo login and a few demo instances, for `make run`.
 
 Idempotent: the login's password is reset each time, instances are started only into
-an empty database.
+an empty database. Refuses to run unless DEBUG is on: the password is in this file.
 """
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 import workflows
 from approvals.roles import APPROVERS
@@ -34,6 +35,11 @@ class Command(BaseCommand):
         parser.add_argument("--url", default="http://127.0.0.1:8000/", help="the address to print")
 
     def handle(self, *args: Any, url: str, **options: Any) -> None:
+        if not settings.DEBUG:
+            raise CommandError(
+                "demo_setup creates a superuser with a published password; "
+                "it runs only with DJANGO_DEBUG=1 (a development site)."
+            )
         user, _ = get_user_model().objects.get_or_create(
             username=DEMO_USERNAME, defaults={"email": "demo@example.com"}
         )
