@@ -13,6 +13,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from workflows.conf import DEFAULTS as ENGINE_DEFAULTS
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -177,17 +179,11 @@ LOGGING = {
 }
 
 # --- Durable engine ------------------------------------------------------------------
-# Largest serialised params, step result, event payload or output, in bytes.
-DURABLE_MAX_PAYLOAD_BYTES = int(os.environ.get("DURABLE_MAX_PAYLOAD_BYTES", 1024 * 1024))
-# How often the timer in each worker looks for due sleepers, retries, timeouts and
-# abandoned runs (seconds).
-DURABLE_TIMER_INTERVAL = float(os.environ.get("DURABLE_TIMER_INTERVAL", 0.2))
-# A run's claim on an instance outlives the running step's timeout by this much; a run
-# whose claim has expired is considered abandoned (its worker died) and is run again.
-DURABLE_LEASE_GRACE_SECONDS = float(os.environ.get("DURABLE_LEASE_GRACE_SECONDS", 30))
-# A run that has been executing steps this long hands the instance back to the queue
-# after the current step, so one instance cannot hog a worker (seconds).
-DURABLE_RUN_SLICE_SECONDS = float(os.environ.get("DURABLE_RUN_SLICE_SECONDS", 300))
+# workflows/conf.py holds every engine setting with its default and what it means;
+# DURABLE_<NAME> in the environment overrides one (a number of seconds or bytes).
+for _name, _default in ENGINE_DEFAULTS.items():
+    if f"DURABLE_{_name}" in os.environ:
+        globals()[f"DURABLE_{_name}"] = type(_default)(os.environ[f"DURABLE_{_name}"])
 
 # django-q2 only delivers work: the engine's own tables decide what runs, so a task
 # delivered twice is harmless and tasks are never retried by django-q2 itself.
@@ -208,4 +204,7 @@ Q_CLUSTER = {
     "guard_cycle": 0.5,
     "recycle": 500,
     "label": "Task queue (django-q2)",
+    # The ORM broker, woken by PostgreSQL NOTIFY instead of waiting for its poll, and
+    # redelivering an unacknowledged run after seconds, not `retry` (workflows/broker.py).
+    "broker_class": "workflows.broker.DurableBroker",
 }

@@ -38,9 +38,10 @@ def _real_time_after_each_test():
 
 
 @pytest.fixture
-def small_payload_limit(monkeypatch):
-    """Payload limit of 1 KiB so oversize values are cheap to build."""
-    monkeypatch.setattr(settings, "DURABLE_MAX_PAYLOAD_BYTES", 1024)
+def small_payload_limit(settings):
+    """Payload limit of 1 KiB so oversize values are cheap to build (test_payloads.py
+    covers the 1 MiB default)."""
+    settings.DURABLE_MAX_PAYLOAD_BYTES = 1024
     return 1024
 
 
@@ -60,33 +61,66 @@ CLUSTER_SCRIPT = (
 )
 
 
-@pytest.fixture
-def cluster(tmp_path, test_database_url):
-    """A qcluster subprocess on the test database, stopped (whole process group) afterwards."""
-    log = open(tmp_path / "cluster.log", "w")
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "durable_site.settings",
-        "DATABASE_URL": test_database_url,
-        "DURABLE_WORKERS": "2",
-        "DURABLE_POLL": "0.1",
-        "DURABLE_TIMER_INTERVAL": "0.1",
-        "DURABLE_LEASE_GRACE_SECONDS": "1",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-c", CLUSTER_SCRIPT],
-        cwd=settings.BASE_DIR,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    process.log_path = tmp_path / "cluster.log"
-    yield process
-    process.send_signal(signal.SIGTERM)  # django-q2 stops its workers gracefully
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
+class Clusters:
+    """Starts real qcluster subprocesses on the test database; stops them all at the end."""
+
+    def __init__(self, directory, database_url):
+        self.directory = directory
+        self.database_url = database_url
+        self.started = []
+
+    def start(self, **env_overrides: str) -> subprocess.Popen:
+        """A cluster with the production defaults, unless a test overrides one (and says why)."""
+        log_path = self.directory / f"cluster-{len(self.started) + 1}.log"
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "durable_site.settings",
+            "DATABASE_URL": self.database_url,
+            **env_overrides,
+        }
+        with open(log_path, "w") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-c", CLUSTER_SCRIPT],
+                cwd=settings.BASE_DIR,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        process.log_path = log_path
+        self.started.append(process)
+        return process
+
+    def kill(self, process: subprocess.Popen) -> None:
+        """SIGKILL the whole cluster: main process, sentinel, pusher, monitor, workers."""
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(5)
-    log.close()
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)  # django-q2 stops its workers gracefully
+        for process in self.started:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(5)
+            try:
+                os.killpg(process.pid, signal.SIGKILL)  # stragglers of a cluster killed mid-way
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture
+def clusters(tmp_path, test_database_url):
+    """Start as many real clusters as a test needs: `clusters.start()`."""
+    started = Clusters(tmp_path, test_database_url)
+    yield started
+    started.stop_all()
+
+
+@pytest.fixture
+def cluster(clusters):
+    """One real qcluster with the production defaults (lease, heartbeat, poll, timer)."""
+    return clusters.start()

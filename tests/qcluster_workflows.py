@@ -40,7 +40,8 @@ def sleep_and_event(event, step):
 def crash(event, step):
     directory = event.payload["dir"]
     step.do("first", append, f"{directory}/first.log", "first")
-    step.do("slow", slow_the_first_time, directory, timeout="5 seconds", retries={"limit": 2, "delay": 0})
+    # The default step timeout (10 minutes): recovery must not wait for it.
+    step.do("slow", slow_the_first_time, directory, retries={"limit": 2, "delay": 0})
     step.do("third", append, f"{directory}/third.log", "third")
     return "survived"
 
@@ -77,3 +78,30 @@ def exit_the_process(directory: str) -> None:
 def system_exit(event, step):
     directory = event.payload["dir"]
     step.do("exit", exit_the_process, directory, retries={"limit": 1, "delay": 0})
+
+
+def slow_step(directory: str, label: str, seconds: float) -> str:
+    append(f"{directory}/{label}.log", f"{label} {os.getpid()}")
+    time.sleep(seconds)
+    return label
+
+
+@workflow("qcluster-test-long-step")
+def long_step(event, step):
+    directory = event.payload["dir"]
+    # Longer than the lease (1.5 s): only the worker's heartbeat keeps it from being recovered.
+    return step.do("long", slow_step, directory, "long", 4)
+
+
+@workflow("qcluster-test-three-slow-steps")
+def three_slow_steps(event, step):
+    directory = event.payload["dir"]
+    return [step.do(label, slow_step, directory, label, 2) for label in ("one", "two", "three")]
+
+
+@workflow("qcluster-test-event")
+def wait_then_mark(event, step):
+    directory = event.payload["dir"]
+    payload = step.wait_for_event("go", type="go", timeout="1 minute")
+    step.do("after", append, f"{directory}/after.log", "after")
+    return payload

@@ -11,6 +11,7 @@ class WorkflowsConfig(AppConfig):
         from django.db.models.signals import post_migrate
         from django_q.signals import post_spawn
 
+        from . import shutdown  # noqa: F401 - its flag must exist before django-q2 forks
         from .roles import ensure_roles
 
         # Each installed app's workflows.py registers its @workflow functions.
@@ -21,7 +22,10 @@ class WorkflowsConfig(AppConfig):
 
 
 def _start_timer(sender: object, proc_name: str, **kwargs: object) -> None:
-    """Sent by django-q2 in every new worker process: each runs a timer thread."""
+    """Sent by django-q2 in every new worker process: each runs a timer thread and a
+    heartbeat that keeps the leases of its runs."""
+    from .leases import start_heartbeat
     from .timers import start_timer_thread
 
+    start_heartbeat()
     start_timer_thread()

@@ -12,8 +12,7 @@ import json
 import math
 from typing import Any
 
-from django.conf import settings
-
+from .conf import setting
 from .errors import PayloadError
 from .names import text_problem
 
@@ -24,7 +23,7 @@ _TYPE_NAMES = "None, bool, int, float, str, list or dict"
 
 
 def max_payload_bytes() -> int:
-    return settings.DURABLE_MAX_PAYLOAD_BYTES
+    return setting("MAX_PAYLOAD_BYTES")
 
 
 def to_json_value(value: Any, *, what: str) -> Any:

@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django_q.exceptions import TimeoutException
 
-from . import clock
+from . import clock, leases, shutdown
+from .conf import setting, task_timeout
 from .definition import RetryPolicy, describe_duration, get_workflow, parse_duration
 from .dispatch import enqueue_run
 from .errors import NonDeterminismError, NonRetryableError, PayloadError, StepFailed, WaitTimeout
@@ -87,10 +87,17 @@ _ENGINE_EXCEPTIONS = (_Suspended, _Stopped, _EngineFailure, _AttemptTimeout, Tim
 
 def run_instance(instance_id: str) -> str:
     """Run the instance if it is queued and unclaimed; return what became of the run."""
+    if shutdown.draining():
+        enqueue_run(instance_id)  # this delivery is used up: another cluster takes it
+        return "handed back"
     instance = _claim(instance_id)
     if instance is None:
         return "skipped"
-    return _Run(instance).execute()
+    leases.hold(instance.lease_token)
+    try:
+        return _Run(instance).execute()
+    finally:
+        leases.let_go(instance.lease_token)
 
 
 def _claim(instance_id: str) -> Instance | None:
@@ -103,14 +110,10 @@ def _claim(instance_id: str) -> Instance | None:
             return None  # a live run still holds it and will carry on
         instance.status = Status.RUNNING
         instance.lease_token = uuid.uuid4().hex
-        instance.lease_expires_at = now + _lease_grace()
+        instance.lease_expires_at = leases.on_claim(now)
         instance.updated_at = now
         instance.save(update_fields=["status", "lease_token", "lease_expires_at", "updated_at"])
     return instance
-
-
-def _lease_grace() -> timedelta:
-    return timedelta(seconds=settings.DURABLE_LEASE_GRACE_SECONDS)
 
 
 def _release(instance: Instance) -> list[str]:
@@ -153,8 +156,8 @@ class StepContext:
             raise ValueError(f'step "{name}": timeout must be longer than zero, got {timeout!r}')
         # An attempt must end before django-q2 kills the task running it; otherwise
         # every attempt would be killed and recovered until the retries ran out.
-        task_seconds = settings.Q_CLUSTER["timeout"]
-        if limit.total_seconds() > task_seconds - MIN_TASK_HEADROOM_SECONDS:
+        task_seconds = task_timeout()
+        if task_seconds and limit.total_seconds() > task_seconds - MIN_TASK_HEADROOM_SECONDS:
             raise ValueError(
                 f'step "{name}": timeout {describe_duration(limit)} does not fit in a worker task '
                 f"({task_seconds} s, DURABLE_TASK_TIMEOUT, less {MIN_TASK_HEADROOM_SECONDS} s): "
@@ -331,8 +334,10 @@ class _Run:
         if instance.status == Status.PAUSED:
             instance.save(update_fields=_release(instance))
             return True
-        # Every run gets at least one step, so a short slice still makes progress.
-        if self.steps_started and time.monotonic() - self.started > settings.DURABLE_RUN_SLICE_SECONDS:
+        # Every run gets at least one step, so a short slice still makes progress; a
+        # draining worker (its cluster is stopping) hands the instance back at once.
+        sliced = self.steps_started and time.monotonic() - self.started > setting("RUN_SLICE_SECONDS")
+        if sliced or shutdown.draining():
             instance.status = Status.QUEUED
             instance.save(update_fields=["status", *_release(instance)])
             enqueue_run(instance.id)
@@ -483,9 +488,12 @@ class _Run:
             record.wake_at = None
             record.save()
             attempt = StepRun.objects.create(step=record, attempt=record.attempts, started_at=now)
-            # The lease must outlive the attempt, or the run would be presumed dead.
-            instance.lease_expires_at = now + limit + _lease_grace()
-            instance.save(update_fields=["lease_expires_at"])
+            # Without a heartbeat the lease must outlive the attempt, or the run would be
+            # presumed dead.
+            expires = leases.for_attempt(now, limit)
+            if expires is not None:
+                instance.lease_expires_at = expires
+                instance.save(update_fields=["lease_expires_at"])
             return record, attempt
 
         step, attempt = self._transact(write, new_step=True)
@@ -527,8 +535,10 @@ class _Run:
                     run.error_message = failure.message
                     run.traceback = failure.traceback
                 run.save()
-            instance.lease_expires_at = now + _lease_grace()
-            instance.save(update_fields=["lease_expires_at"])
+            expires = leases.after_attempt(now)
+            if expires is not None:
+                instance.lease_expires_at = expires
+                instance.save(update_fields=["lease_expires_at"])
             return step
 
         step = self._transact_retrying(write)

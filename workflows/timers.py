@@ -13,10 +13,11 @@ import threading
 import time
 from datetime import datetime
 
-from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Min
 
 from . import clock
+from .conf import setting
 from .dispatch import enqueue_run
 from .models import Instance, Status
 
@@ -70,6 +71,12 @@ def tick() -> int:
     return wake_due_instances() + recover_abandoned_runs()
 
 
+def seconds_until_next_wake(*, now: datetime | None = None) -> float | None:
+    """How long until the earliest waiting instance is due (None: nobody waits)."""
+    earliest = Instance.objects.filter(status=Status.WAITING).aggregate(at=Min("wake_at"))["at"]
+    return None if earliest is None else (earliest - (now or clock.now())).total_seconds()
+
+
 _started = threading.Event()
 
 
@@ -82,14 +89,17 @@ def start_timer_thread() -> None:
 
 
 def _run_forever() -> None:
-    interval = settings.DURABLE_TIMER_INTERVAL
     while True:
+        interval = setting("TIMER_INTERVAL")
         try:
-            busy = tick() >= BATCH
+            if tick() >= BATCH:
+                continue
+            # Sleep until the next wake-up if it comes before the next look, so that a
+            # sleeper is resumed on time rather than up to an interval late.
+            due_in = seconds_until_next_wake()
         except Exception:
             logger.exception("durable timer tick failed; retrying")
             connection.close()
-            busy = False
             time.sleep(1)
-        if not busy:
-            time.sleep(interval)
+            continue
+        time.sleep(interval if due_in is None else min(interval, max(due_in, 0.002)))

@@ -1,0 +1,115 @@
+"""django-q2's ORM broker, tuned for the engine: `Q_CLUSTER["broker_class"]`.
+
+Two changes, both about not stalling:
+- On PostgreSQL an idle pusher waits on `LISTEN` instead of sleeping its poll: the
+  transaction that queues a run sends `NOTIFY` (see dispatch.enqueue_run), so an event
+  resumes its instance in milliseconds. SQLite keeps polling.
+- A run task not acknowledged within DURABLE_REDELIVERY_SECONDS is delivered again,
+  instead of after Q_CLUSTER["retry"] (an hour): a cluster killed with tasks in memory
+  stalls nothing for long. A run delivered twice is harmless (the engine's claim lets
+  one run hold an instance); any other task keeps django-q2's retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta
+
+from django.db import connections
+from django.utils import timezone
+from django_q.brokers.orm import ORM
+from django_q.conf import Conf
+from django_q.signing import BadSignature, SignedPackage
+
+from . import shutdown
+from .conf import setting
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "durable_work"
+RUN_TASK = "workflows.tasks.run_instance"
+
+
+class DurableBroker(ORM):
+    _listener = None  # psycopg connection LISTENing on CHANNEL, in the pusher process
+
+    def dequeue(self) -> list[tuple[int, str]] | None:
+        now = timezone.now()
+        claimed = []
+        for task in self.get_connection().filter(key=self.list_key, lock__lt=now)[: Conf.BULK]:
+            # Compare-and-set on `lock`, as django-q2 does: another cluster may be faster.
+            if (
+                self.get_connection()
+                .filter(id=task.id, lock=task.lock)
+                .update(lock=self._lock_until(task, now))
+            ):
+                claimed.append((task.pk, task.payload))
+        if claimed:
+            return claimed
+        self._wait_for_work(Conf.POLL)
+        return None
+
+    def set_stat(self, key: str, value: str, timeout: int) -> None:
+        """django-q2's sentinel reports its status here every guard cycle; the first
+        report that it is stopping starts the drain of its workers (see shutdown.py)."""
+        super().set_stat(key, value, timeout)
+        if not shutdown.draining():
+            try:
+                stopping = SignedPackage.loads(value).status == Conf.STOPPING
+            except (TypeError, BadSignature, AttributeError):
+                stopping = False
+            if stopping:
+                logger.info("cluster stopping: workers finish their step and hand back their runs")
+                shutdown.begin_draining()
+
+    def _lock_until(self, task, now: datetime) -> datetime:
+        try:
+            is_run = SignedPackage.loads(task.payload).get("func") == RUN_TASK
+        except (TypeError, BadSignature):
+            is_run = False  # the pusher reports and fails it
+        if is_run:
+            return now + timedelta(seconds=setting("REDELIVERY_SECONDS"))
+        return self.timeout(task)
+
+    def _wait_for_work(self, seconds: float) -> None:
+        """Until NOTIFY or `seconds`; a plain sleep where the database cannot notify."""
+        if connections[Conf.ORM].vendor != "postgresql":
+            time.sleep(seconds)
+            return
+        try:
+            listener = self._listen()
+            for _ in listener.notifies(timeout=seconds, stop_after=1):
+                pass
+        except Exception:
+            logger.exception("durable broker: LISTEN failed; polling instead")
+            self._close_listener()
+            time.sleep(seconds)
+
+    def _listen(self):
+        if self._listener is None or self._listener.closed:
+            import psycopg
+
+            params = connections[Conf.ORM].get_connection_params()
+            params.pop("cursor_factory", None)
+            params.pop("context", None)
+            self._listener = psycopg.connect(**params, autocommit=True)
+            # LISTEN before the next look at the queue: a NOTIFY sent in between waits
+            # in the connection, so no wake-up is lost.
+            self._listener.execute(f"LISTEN {CHANNEL}")
+        return self._listener
+
+    def _close_listener(self) -> None:
+        if self._listener is not None:
+            try:
+                self._listener.close()
+            finally:
+                self._listener = None
+
+
+def notify_work(using: str) -> None:
+    """Wake idle pushers (PostgreSQL); sent at the commit of the caller's transaction."""
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"NOTIFY {CHANNEL}")
