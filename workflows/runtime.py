@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from django.db import DatabaseError, connection, transaction
+from django.db.models import Q
 from django_q.exceptions import TimeoutException
 
 from . import clock, leases, shutdown
@@ -101,19 +102,22 @@ def run_instance(instance_id: str) -> str:
 
 
 def _claim(instance_id: str) -> Instance | None:
+    """Take a queued instance that no live run holds, in one guarded UPDATE: two claims at
+    once are serialised by the row lock, and the second finds it no longer claimable."""
     now = clock.now()
-    with transaction.atomic():
-        instance = Instance.objects.select_for_update().filter(pk=instance_id).first()
-        if instance is None or instance.status != Status.QUEUED:
-            return None
-        if instance.lease_token and instance.lease_expires_at > now:
-            return None  # a live run still holds it and will carry on
-        instance.status = Status.RUNNING
-        instance.lease_token = uuid.uuid4().hex
-        instance.lease_expires_at = leases.on_claim(now)
-        instance.updated_at = now
-        instance.save(update_fields=["status", "lease_token", "lease_expires_at", "updated_at"])
-    return instance
+    token = uuid.uuid4().hex
+    claimed = (
+        Instance.objects.filter(pk=instance_id, status=Status.QUEUED)
+        # A queued instance may still be held by a live run (resumed while it ran): that
+        # run carries on, this one may not start.
+        .filter(Q(lease_token="") | Q(lease_expires_at__lte=now))
+        .update(
+            status=Status.RUNNING, lease_token=token, lease_expires_at=leases.on_claim(now), updated_at=now
+        )
+    )
+    if not claimed:
+        return None
+    return Instance.objects.filter(pk=instance_id, lease_token=token).first()
 
 
 def _release(instance: Instance) -> list[str]:
@@ -291,16 +295,19 @@ class _Run:
             return "stopped"
         return str(status)
 
-    def _transact(self, write: Callable[[Instance], T], *, new_step: bool = False) -> T:
+    def _transact(self, write: Callable[[Instance], T], *, new_step: bool = False, durable: bool = True) -> T:
         """Run `write` in a transaction with the instance locked, if this run may still write.
 
         `new_step`: the write starts a step, which a pause, or a run that has used up its
         time slice, must not do. Otherwise the lease is released, committed, and the run
-        stops.
+        stops. `durable=False`: the commit need not wait for the disk (see
+        _commit_without_waiting_for_disk).
         """
         try:
             with transaction.atomic():
-                instance = Instance.objects.select_for_update().get(pk=self.instance_id)
+                if not durable:
+                    _commit_without_waiting_for_disk()
+                instance = Instance.objects.select_for_update().only(*_GUARD_FIELDS).get(pk=self.instance_id)
                 if not self._must_stop(instance, new_step=new_step):
                     if instance.status == Status.QUEUED:
                         # Resumed while this run still held its lease: the run carries on.
@@ -486,7 +493,10 @@ class _Run:
             record.status = StepStatus.RUNNING
             record.attempts += 1
             record.wake_at = None
-            record.save()
+            if record.pk is None:
+                record.save()
+            else:
+                record.save(update_fields=["status", "attempts", "wake_at"])
             attempt = StepRun.objects.create(step=record, attempt=record.attempts, started_at=now)
             # Without a heartbeat the lease must outlive the attempt, or the run would be
             # presumed dead.
@@ -496,7 +506,9 @@ class _Run:
                 instance.save(update_fields=["lease_expires_at"])
             return record, attempt
 
-        step, attempt = self._transact(write, new_step=True)
+        # The start of an attempt need not be durable: the end is, and its commit makes
+        # this one durable too. A database crash in between only loses the attempt count.
+        step, attempt = self._transact(write, new_step=True, durable=False)
         self.history[key] = step
         return step, attempt
 
@@ -525,7 +537,7 @@ class _Run:
                 else:
                     step.status = StepStatus.FAILED
                     step.completed_at = now
-            step.save()
+            step.save(update_fields=["status", "result", "error", "wake_at", "completed_at"])
             if run is not None:
                 run.outcome = StepRun.Outcome.SUCCEEDED if failure is None else StepRun.Outcome.FAILED
                 run.ended_at = now
@@ -534,7 +546,16 @@ class _Run:
                     run.error_type = failure.type
                     run.error_message = failure.message
                     run.traceback = failure.traceback
-                run.save()
+                run.save(
+                    update_fields=[
+                        "outcome",
+                        "ended_at",
+                        "duration_ms",
+                        "error_type",
+                        "error_message",
+                        "traceback",
+                    ]
+                )
             expires = leases.after_attempt(now)
             if expires is not None:
                 instance.lease_expires_at = expires
@@ -622,6 +643,21 @@ class _Run:
             waited = describe_duration(step.wake_at - step.created_at)
             raise WaitTimeout(f'wait "{name}" for an event of type "{event_type}" timed out after {waited}')
         raise _Suspended
+
+
+# What a run's guarded writes read of the instance row (its params and output can be large).
+_GUARD_FIELDS = ("id", "status", "lease_token")
+
+
+def _commit_without_waiting_for_disk() -> None:
+    """PostgreSQL: this transaction's commit returns before its WAL reaches the disk.
+
+    Only for the outermost transaction (never to weaken a caller's), and only for writes
+    whose loss in a database crash is harmless because a later durable commit follows.
+    """
+    if connection.vendor == "postgresql" and not connection.savepoint_ids:
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
 @dataclass(frozen=True)
