@@ -11,7 +11,7 @@ class WorkflowsConfig(AppConfig):
         from django.db.models.signals import post_migrate
         from django_q.signals import post_spawn
 
-        from . import shutdown  # noqa: F401 - its flag must exist before django-q2 forks
+        from . import checks, shutdown  # noqa: F401 - checks register; the flag must exist before django-q2 forks
         from .roles import ensure_roles
 
         # Each installed app's workflows.py registers its @workflow functions.

@@ -1,4 +1,4 @@
-"""Replaying one instance: the `step` object, suspending and finishing.
+"""Replaying one instance: the run, its lease guard, suspending and finishing.
 
 A run claims an instance (a lease), loads its recorded steps in one query and calls
 the workflow function from the top. Recorded steps return their recorded outcome;
@@ -15,38 +15,29 @@ restarted, can no longer record anything.
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 import time
 import traceback
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Q
 from django_q.exceptions import TimeoutException
 
-from . import clock, leases, shutdown
-from .conf import setting, task_timeout
-from .definition import RetryPolicy, describe_duration, get_workflow, parse_duration
+from . import clock, leases, lifecycle, shutdown
+from .attempts import MAX_TRACEBACK_CHARS, ControlFlow, Failure, call_step
+from .conf import setting
+from .definition import RetryPolicy, describe_duration, get_workflow
 from .dispatch import enqueue_run
-from .errors import NonDeterminismError, NonRetryableError, PayloadError, StepFailed, WaitTimeout
+from .errors import NonDeterminismError, StepFailed, WaitTimeout
 from .models import Event, Instance, Status, Step, StepKind, StepRun, StepStatus
-from .names import MAX_EVENT_TYPE, MAX_STEP_NAME, checked_name
+from .names import MAX_STEP_NAME, checked_name
 from .payloads import to_json_value
-from .signals import instance_finished
+from .step import StepContext, WorkflowEvent
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_STEP_TIMEOUT = "10 minutes"
-DEFAULT_WAIT_TIMEOUT = "24 hours"
-MAX_TRACEBACK_CHARS = 20_000
-MIN_TASK_HEADROOM_SECONDS = 60
 # A write that records finished work (a step's outcome, the instance's end) is tried this
 # many times, with these pauses, before the run gives up and leaves it to recovery: a
 # transient database error must not throw away a result that was computed.
@@ -55,35 +46,16 @@ END_WRITE_PAUSES = (0.05, 0.2, 0.5, 1.0, 2.0)
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class WorkflowEvent:
-    """What the workflow function receives as its first argument."""
-
-    payload: Any
-    instance_id: str
-    timestamp: datetime
+class _Suspended(ControlFlow):
+    """The instance now waits; unwind the workflow function."""
 
 
-class _Suspended(BaseException):
-    """The instance now waits; unwind the workflow function. (BaseException: user code
-    catching Exception must not swallow it.)"""
-
-
-class _Stopped(BaseException):
+class _Stopped(ControlFlow):
     """This run may not go on: it lost its lease, or the instance was paused or handed back."""
 
 
-class _EngineFailure(BaseException):
+class _EngineFailure(ControlFlow):
     """The engine's own database write failed; the run is abandoned and recovered later."""
-
-
-class _AttemptTimeout(BaseException):
-    """Raised inside a step function when its attempt runs past the step's timeout."""
-
-
-# Exceptions that are the engine's or django-q2's control flow, never user errors: they
-# pass through every handler of user code. (django-q2's task timeout is a SystemExit.)
-_ENGINE_EXCEPTIONS = (_Suspended, _Stopped, _EngineFailure, _AttemptTimeout, TimeoutException)
 
 
 def run_instance(instance_id: str) -> str:
@@ -91,7 +63,7 @@ def run_instance(instance_id: str) -> str:
     if shutdown.draining():
         enqueue_run(instance_id)  # this delivery is used up: another cluster takes it
         return "handed back"
-    instance = _claim(instance_id)
+    instance = lifecycle.claim(instance_id, now=clock.now())
     if instance is None:
         return "skipped"
     leases.hold(instance.lease_token)
@@ -101,107 +73,8 @@ def run_instance(instance_id: str) -> str:
         leases.let_go(instance.lease_token)
 
 
-def _claim(instance_id: str) -> Instance | None:
-    """Take a queued instance that no live run holds, in one guarded UPDATE: two claims at
-    once are serialised by the row lock, and the second finds it no longer claimable."""
-    now = clock.now()
-    token = uuid.uuid4().hex
-    claimed = (
-        Instance.objects.filter(pk=instance_id, status=Status.QUEUED)
-        # A queued instance may still be held by a live run (resumed while it ran): that
-        # run carries on, this one may not start.
-        .filter(Q(lease_token="") | Q(lease_expires_at__lte=now))
-        .update(
-            status=Status.RUNNING, lease_token=token, lease_expires_at=leases.on_claim(now), updated_at=now
-        )
-    )
-    if not claimed:
-        return None
-    return Instance.objects.filter(pk=instance_id, lease_token=token).first()
-
-
-def _release(instance: Instance) -> list[str]:
-    instance.lease_token = ""
-    instance.lease_expires_at = None
-    return ["lease_token", "lease_expires_at"]
-
-
 def _error_dict(error_type: str, message: str) -> dict[str, str]:
     return {"type": error_type, "message": message}
-
-
-class StepContext:
-    """The `step` argument of a workflow function."""
-
-    def __init__(self, run: _Run) -> None:
-        self._run = run
-
-    @property
-    def instance_id(self) -> str:
-        """The id of the instance this step object belongs to."""
-        return self._run.instance_id
-
-    def do(
-        self,
-        name: str,
-        fn: Callable[..., Any],
-        *args: Any,
-        retries: RetryPolicy | dict | None = None,
-        timeout: Any = None,
-        **kwargs: Any,
-    ) -> Any:
-        """Run `fn(*args, **kwargs)` at most once successfully; return its recorded result."""
-        key = self._run.next_key(name)
-        if not callable(fn):
-            raise TypeError(f'step "{name}": {fn!r} is not callable')
-        policy = RetryPolicy.coerce(retries)
-        limit = parse_duration(DEFAULT_STEP_TIMEOUT if timeout is None else timeout)
-        if limit.total_seconds() <= 0:
-            raise ValueError(f'step "{name}": timeout must be longer than zero, got {timeout!r}')
-        # An attempt must end before django-q2 kills the task running it; otherwise
-        # every attempt would be killed and recovered until the retries ran out.
-        task_seconds = task_timeout()
-        if task_seconds and limit.total_seconds() > task_seconds - MIN_TASK_HEADROOM_SECONDS:
-            raise ValueError(
-                f'step "{name}": timeout {describe_duration(limit)} does not fit in a worker task '
-                f"({task_seconds} s, DURABLE_TASK_TIMEOUT, less {MIN_TASK_HEADROOM_SECONDS} s): "
-                "shorten the step's timeout or raise DURABLE_TASK_TIMEOUT"
-            )
-        return self._run.do_step(key, name, fn, args, kwargs, policy, limit)
-
-    def sleep(self, name: str, duration: Any) -> None:
-        """Suspend the instance for `duration`; no worker is held meanwhile."""
-        key = self._run.next_key(name)
-        length = parse_duration(duration)
-        self._run.sleep_step(key, name, lambda now: now + length)
-
-    def sleep_until(self, name: str, when: datetime | int | float) -> None:
-        """Suspend the instance until `when` (an aware datetime or epoch seconds)."""
-        key = self._run.next_key(name)
-        wake_at = _as_aware_datetime(when)
-        self._run.sleep_step(key, name, lambda now: wake_at)
-
-    def patched(self, patch_id: str) -> bool:
-        """True where this run takes the new code path, False while replaying history
-        recorded before the patch existed (so running instances keep their old path)."""
-        checked_name(patch_id, what="patch id", max_length=MAX_STEP_NAME)
-        return self._run.patched(patch_id)
-
-    def wait_for_event(self, name: str, type: str, timeout: Any = DEFAULT_WAIT_TIMEOUT) -> Any:
-        """Suspend until an event of `type` is sent to this instance; return its payload."""
-        key = self._run.next_key(name)
-        checked_name(type, what=f'wait "{name}": event type', max_length=MAX_EVENT_TYPE)
-        return self._run.wait_step(key, name, type, parse_duration(timeout))
-
-
-def _as_aware_datetime(when: datetime | int | float) -> datetime:
-    if isinstance(when, datetime):
-        if when.tzinfo is None or when.utcoffset() is None:
-            raise ValueError(f"sleep_until needs an aware datetime (with a timezone), got {when!r}")
-        return when
-    if isinstance(when, int | float) and not isinstance(when, bool):
-        return datetime.fromtimestamp(when, tz=UTC)
-    raise ValueError(f"sleep_until needs an aware datetime or epoch seconds, got {when!r}")
 
 
 class _Run:
@@ -264,30 +137,15 @@ class _Run:
         trace = traceback.format_exc()[-MAX_TRACEBACK_CHARS:] if error else ""
 
         def write(instance: Instance) -> None:
-            instance.status = status
-            instance.output = output
-            instance.error = error
-            instance.error_traceback = trace
-            instance.failed_step_key = failed_step
-            instance.finished_at = instance.updated_at = clock.now()
-            instance.wake_at = None
-            instance.waiting_for = ""
-            fields = _release(instance)
-            instance.save(
-                update_fields=[
-                    "status",
-                    "output",
-                    "error",
-                    "error_traceback",
-                    "failed_step_key",
-                    "finished_at",
-                    "updated_at",
-                    "wake_at",
-                    "waiting_for",
-                    *fields,
-                ]
+            lifecycle.finish(
+                instance,
+                clock.now(),
+                status,
+                output=output,
+                error=error,
+                error_traceback=trace,
+                failed_step_key=failed_step,
             )
-            instance_finished.send(sender=None, instance_id=instance.id, status=status.value)
 
         try:
             self._transact_retrying(write)
@@ -311,8 +169,7 @@ class _Run:
                 if not self._must_stop(instance, new_step=new_step):
                     if instance.status == Status.QUEUED:
                         # Resumed while this run still held its lease: the run carries on.
-                        instance.status = Status.RUNNING
-                        instance.save(update_fields=["status"])
+                        lifecycle.carry_on(instance)
                     if new_step:
                         self.steps_started += 1
                     return write(instance)
@@ -339,15 +196,13 @@ class _Run:
         if not new_step:
             return False
         if instance.status == Status.PAUSED:
-            instance.save(update_fields=_release(instance))
+            lifecycle.stop_paused(instance)
             return True
         # Every run gets at least one step, so a short slice still makes progress; a
         # draining worker (its cluster is stopping) hands the instance back at once.
         sliced = self.steps_started and time.monotonic() - self.started > setting("RUN_SLICE_SECONDS")
         if sliced or shutdown.draining():
-            instance.status = Status.QUEUED
-            instance.save(update_fields=["status", *_release(instance)])
-            enqueue_run(instance.id)
+            lifecycle.hand_back(instance, clock.now())
             return True
         return False
 
@@ -429,15 +284,6 @@ class _Run:
             **fields,
         )
 
-    def _suspend_fields(self, instance: Instance, wake_at: datetime, waiting_for: str = "") -> None:
-        """Mark the instance waiting (or leave it paused) until `wake_at`, releasing the lease."""
-        instance.wake_at = wake_at
-        instance.waiting_for = waiting_for
-        if instance.status != Status.PAUSED:
-            instance.status = Status.WAITING
-        instance.updated_at = clock.now()
-        instance.save(update_fields=["wake_at", "waiting_for", "status", "updated_at", *_release(instance)])
-
     # --- step.do -----------------------------------------------------------------------
 
     def do_step(
@@ -467,7 +313,7 @@ class _Run:
                         step,
                         None,
                         policy,
-                        failure=_Failure(
+                        failure=Failure(
                             "AttemptAbandoned",
                             f'attempt {step.attempts} of step "{name}" never finished: its worker '
                             "stopped (crashed, killed, or went past its timeout)",
@@ -477,11 +323,11 @@ class _Run:
                 if step.status not in (StepStatus.RETRYING, StepStatus.RUNNING):
                     raise AssertionError(f"unexpected status {step.status} for {key}")
             step, attempt = self._start_attempt(step, key, name, limit)
-            result, failure = _call_with_timeout(fn, args, kwargs, name, step.attempts, limit)
+            result, failure = call_step(fn, args, kwargs, name, step.attempts, limit)
             step = self._end_attempt(step, attempt, policy, result=result, failure=failure)
 
     def _suspend_until(self, wake_at: datetime) -> None:
-        self._transact(lambda instance: self._suspend_fields(instance, wake_at))
+        self._transact(lambda instance: lifecycle.suspend(instance, clock.now(), wake_at=wake_at))
         raise _Suspended
 
     def _start_attempt(
@@ -500,10 +346,7 @@ class _Run:
             attempt = StepRun.objects.create(step=record, attempt=record.attempts, started_at=now)
             # Without a heartbeat the lease must outlive the attempt, or the run would be
             # presumed dead.
-            expires = leases.for_attempt(now, limit)
-            if expires is not None:
-                instance.lease_expires_at = expires
-                instance.save(update_fields=["lease_expires_at"])
+            lifecycle.extend_lease(instance, leases.for_attempt(now, limit))
             return record, attempt
 
         # The start of an attempt need not be durable: the end is, and its commit makes
@@ -519,7 +362,7 @@ class _Run:
         policy: RetryPolicy,
         *,
         result: Any = None,
-        failure: _Failure | None = None,
+        failure: Failure | None = None,
     ) -> Step:
         def write(instance: Instance) -> Step:
             now = clock.now()
@@ -556,10 +399,7 @@ class _Run:
                         "traceback",
                     ]
                 )
-            expires = leases.after_attempt(now)
-            if expires is not None:
-                instance.lease_expires_at = expires
-                instance.save(update_fields=["lease_expires_at"])
+            lifecycle.extend_lease(instance, leases.after_attempt(now))
             return step
 
         step = self._transact_retrying(write)
@@ -584,7 +424,7 @@ class _Run:
                 record.save()
                 return record, False
             record.save()
-            self._suspend_fields(instance, record.wake_at)
+            lifecycle.suspend(instance, now, wake_at=record.wake_at)
             return record, True
 
         step, suspended = self._transact(write, new_step=True)
@@ -632,7 +472,7 @@ class _Run:
                     record.save()
                 else:
                     record.save()
-                    self._suspend_fields(instance, record.wake_at, waiting_for=event_type)
+                    lifecycle.suspend(instance, now, wake_at=record.wake_at, waiting_for=event_type)
                 return record
 
             step = self._transact(write, new_step=True)
@@ -658,77 +498,3 @@ def _commit_without_waiting_for_disk() -> None:
     if connection.vendor == "postgresql" and not connection.savepoint_ids:
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
-
-
-@dataclass(frozen=True)
-class _Failure:
-    """How an attempt failed."""
-
-    type: str
-    message: str
-    traceback: str = ""
-    retryable: bool = True
-
-
-def _call_with_timeout(
-    fn: Callable[..., Any], args: tuple, kwargs: dict, name: str, attempt: int, limit: timedelta
-) -> tuple[Any, _Failure | None]:
-    """Call a step function once; return (result, None) or (None, how it failed)."""
-    seconds = limit.total_seconds()
-    started = time.monotonic()
-    timed_out = _Failure(
-        "StepTimeout",
-        f'attempt {attempt} of step "{name}" went past its timeout of {describe_duration(limit)}',
-    )
-    try:
-        with _interrupt_after(seconds):
-            result = fn(*args, **kwargs)
-    except _AttemptTimeout:
-        return None, timed_out
-    except _ENGINE_EXCEPTIONS:
-        raise
-    except BaseException as exc:  # SystemExit, KeyboardInterrupt...: the attempt failed, the worker lives
-        return None, _Failure(
-            type(exc).__name__,
-            str(exc) or type(exc).__name__,
-            traceback.format_exc()[-MAX_TRACEBACK_CHARS:],
-            retryable=not isinstance(exc, NonRetryableError),
-        )
-    if time.monotonic() - started > seconds:
-        return None, timed_out
-    try:
-        return to_json_value(result, what=f'the result of step "{name}"'), None
-    except PayloadError as exc:
-        return None, _Failure("PayloadError", str(exc), retryable=False)
-
-
-@contextmanager
-def _interrupt_after(seconds: float) -> Iterator[None]:
-    """Raise _AttemptTimeout in the step function once it has run `seconds`.
-
-    Signals reach only the main thread; elsewhere the attempt is timed after it returns.
-    django-q2 arms SIGALRM for its own task timeout, so that alarm is kept and re-armed.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    deadline = time.monotonic() + seconds
-    outer_handler = signal.getsignal(signal.SIGALRM)
-    outer_remaining, _ = signal.setitimer(signal.ITIMER_REAL, 0)
-    outer_deadline = time.monotonic() + outer_remaining if outer_remaining else None
-
-    def on_alarm(signum: int, frame: Any) -> None:
-        if time.monotonic() >= deadline - 0.01:
-            raise _AttemptTimeout
-        if callable(outer_handler):  # the outer alarm came due first
-            outer_handler(signum, frame)
-
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, min(seconds, outer_remaining) if outer_remaining else seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, outer_handler)
-        if outer_deadline is not None:
-            signal.setitimer(signal.ITIMER_REAL, max(outer_deadline - time.monotonic(), 0.001))

@@ -11,14 +11,12 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from . import clock
+from . import clock, lifecycle
 from .definition import get_workflow
-from .dispatch import enqueue_run
 from .errors import InstanceExists, InstanceNotFound, InvalidState
 from .models import ACTION_STATUSES, Event, Instance, Status, Step, StepStatus
 from .names import MAX_EVENT_TYPE, checked_instance_id, checked_name, is_instance_id
 from .payloads import to_json_value
-from .signals import instance_finished
 
 
 def create_instances(*, workflow: str, items: list[dict[str, Any]]) -> list[Instance]:
@@ -57,9 +55,7 @@ def create_instances(*, workflow: str, items: list[dict[str, Any]]) -> list[Inst
             taken = sorted(Instance.objects.filter(pk__in=ids).values_list("id", flat=True))
             if taken:
                 raise InstanceExists(f"instance id(s) already taken: {', '.join(taken)}")
-            Instance.objects.bulk_create(instances)
-            for instance in instances:
-                enqueue_run(instance.id)
+            lifecycle.start(instances)
     except IntegrityError:
         raise InstanceExists(f"instance id(s) already taken: {', '.join(ids)}") from None
     return instances
@@ -99,16 +95,6 @@ def _require(instance: Instance, action: str) -> None:
         )
 
 
-def _queue(instance: Instance, now: Any, *extra_fields: str) -> None:
-    """Make the instance runnable now and queue a run, in the caller's transaction."""
-    instance.status = Status.QUEUED
-    instance.wake_at = None
-    instance.waiting_for = ""
-    instance.updated_at = now
-    instance.save(update_fields=["status", "wake_at", "waiting_for", "updated_at", *extra_fields])
-    enqueue_run(instance.id)
-
-
 def send_event(*, instance_id: str, event_type: str, payload: Any = None) -> Event:
     """Deliver an event; it wakes the instance if it waits for that type, else it is kept."""
     checked_name(event_type, what="event type", max_length=MAX_EVENT_TYPE)
@@ -121,8 +107,8 @@ def send_event(*, instance_id: str, event_type: str, payload: Any = None) -> Eve
             )
         now = clock.now()
         event = Event.objects.create(instance=instance, type=event_type, payload=payload, created_at=now)
-        if instance.status == Status.WAITING and instance.waiting_for == event_type:
-            _queue(instance, now)
+        if lifecycle.wakes_for(instance, event_type):
+            lifecycle.queue(instance, now)
     return event
 
 
@@ -131,9 +117,7 @@ def pause_instance(*, instance_id: str) -> Instance:
     with transaction.atomic():
         instance = _locked(instance_id)
         _require(instance, "pause")
-        instance.status = Status.PAUSED
-        instance.updated_at = clock.now()
-        instance.save(update_fields=["status", "updated_at"])
+        lifecycle.pause(instance, clock.now())
     return instance
 
 
@@ -142,7 +126,7 @@ def resume_instance(*, instance_id: str) -> Instance:
     with transaction.atomic():
         instance = _locked(instance_id)
         _require(instance, "resume")
-        _queue(instance, clock.now())
+        lifecycle.queue(instance, clock.now())
     return instance
 
 
@@ -151,15 +135,7 @@ def terminate_instance(*, instance_id: str) -> Instance:
     with transaction.atomic():
         instance = _locked(instance_id)
         _require(instance, "terminate")
-        now = clock.now()
-        instance.status = Status.TERMINATED
-        instance.finished_at = instance.updated_at = now
-        instance.wake_at = None
-        instance.waiting_for = ""
-        instance.lease_token = ""
-        instance.lease_expires_at = None
-        instance.save()
-        instance_finished.send(sender=None, instance_id=instance.id, status=instance.status)
+        lifecycle.finish(instance, clock.now(), Status.TERMINATED)
     return instance
 
 
@@ -171,26 +147,7 @@ def restart_instance(*, instance_id: str) -> Instance:
     with transaction.atomic():
         instance = _locked(instance_id)
         _require(instance, "restart")
-        instance.generation += 1
-        instance.output = None
-        instance.error = None
-        instance.error_traceback = ""
-        instance.failed_step_key = ""
-        instance.finished_at = None
-        instance.lease_token = ""
-        instance.lease_expires_at = None
-        _queue(
-            instance,
-            clock.now(),
-            "generation",
-            "output",
-            "error",
-            "error_traceback",
-            "failed_step_key",
-            "finished_at",
-            "lease_token",
-            "lease_expires_at",
-        )
+        lifecycle.reopen(instance, clock.now(), new_generation=True)
     return instance
 
 
@@ -207,11 +164,7 @@ def retry_instance(*, instance_id: str) -> Instance:
             key=instance.failed_step_key,
             status=StepStatus.FAILED,
         ).update(status=StepStatus.RETRYING, attempts=0, wake_at=None, completed_at=None)
-        instance.error = None
-        instance.error_traceback = ""
-        instance.failed_step_key = ""
-        instance.finished_at = None
-        _queue(instance, clock.now(), "error", "error_traceback", "failed_step_key", "finished_at")
+        lifecycle.reopen(instance, clock.now(), new_generation=False)
     return instance
 
 

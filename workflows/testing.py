@@ -7,13 +7,10 @@ advance("1 day")
 
 from __future__ import annotations
 
-from django.db.models import Q
-
 from . import clock
 from .definition import Duration, parse_duration
-from .models import Instance, Status
+from .lifecycle import claimable, recover_abandoned_runs, wake_due_instances
 from .runtime import run_instance
-from .timers import recover_abandoned_runs, wake_due_instances
 
 MAX_RUNS = 10_000
 
@@ -24,12 +21,7 @@ def run_until_idle() -> None:
         now = clock.now()
         wake_due_instances(now=now)
         recover_abandoned_runs(now=now)
-        runnable = list(
-            Instance.objects.filter(status=Status.QUEUED)
-            .filter(Q(lease_token="") | Q(lease_expires_at__lte=now))
-            .order_by("created_at", "id")
-            .values_list("id", flat=True)
-        )
+        runnable = list(claimable(now).order_by("created_at", "id").values_list("id", flat=True))
         if not runnable:
             return
         for instance_id in runnable:

@@ -1,0 +1,216 @@
+"""An instance's state transitions: the one home of its status, lease and wake fields.
+
+Runs (runtime), lifecycle calls (services), the timers and workflows.testing all change an
+instance through these functions. Each takes an instance the caller has locked in its
+transaction (`select_for_update`), except `claim` and the bulk transitions of the timers,
+which lock what they change themselves.
+
+    queued --claim--> running --suspend--> waiting --wake / event--> queued
+       ^                 |  \\--hand_back (slice, drain)--> queued
+       |                 \\--finish--> complete | errored | terminated
+       \\--recover (lease ran out: its worker died)-- running
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q, QuerySet
+
+from . import clock, leases
+from .dispatch import enqueue_run
+from .models import Instance, Status
+from .signals import instance_finished
+
+logger = logging.getLogger(__name__)
+
+BATCH = 500
+
+
+def start(instances: list[Instance]) -> None:
+    """Store new (queued) instances and queue a run of each."""
+    Instance.objects.bulk_create(instances)
+    for instance in instances:
+        enqueue_run(instance.id)
+
+
+def claimable(now: datetime) -> QuerySet[Instance]:
+    """Queued instances that no live run holds (a run resumed while it ran still does)."""
+    return Instance.objects.filter(status=Status.QUEUED).filter(
+        Q(lease_token="") | Q(lease_expires_at__lte=now)
+    )
+
+
+def claim(instance_id: str, *, now: datetime) -> Instance | None:
+    """Take a claimable instance for a new run, in one guarded UPDATE: two claims at once
+    are serialised by the row lock, and the second finds it no longer claimable."""
+    token = uuid.uuid4().hex
+    claimed = (
+        claimable(now)
+        .filter(pk=instance_id)
+        .update(
+            status=Status.RUNNING, lease_token=token, lease_expires_at=leases.on_claim(now), updated_at=now
+        )
+    )
+    if not claimed:
+        return None
+    return Instance.objects.filter(pk=instance_id, lease_token=token).first()
+
+
+def release(instance: Instance) -> list[str]:
+    """Drop the run's lease; returns the fields to save."""
+    instance.lease_token = ""
+    instance.lease_expires_at = None
+    return ["lease_token", "lease_expires_at"]
+
+
+def extend_lease(instance: Instance, expires: datetime | None) -> None:
+    """A run without a heartbeat moves its lease (see leases.for_attempt); None: no change."""
+    if expires is not None:
+        instance.lease_expires_at = expires
+        instance.save(update_fields=["lease_expires_at"])
+
+
+def carry_on(instance: Instance) -> None:
+    """A run still holding its lease finds its instance resumed (queued): it goes on."""
+    instance.status = Status.RUNNING
+    instance.save(update_fields=["status"])
+
+
+def queue(instance: Instance, now: datetime, *extra_fields: str) -> None:
+    """Make the instance runnable now and queue a run (saving `extra_fields` too)."""
+    instance.status = Status.QUEUED
+    instance.wake_at = None
+    instance.waiting_for = ""
+    instance.updated_at = now
+    instance.save(update_fields=["status", "wake_at", "waiting_for", "updated_at", *extra_fields])
+    enqueue_run(instance.id)
+
+
+def hand_back(instance: Instance, now: datetime) -> None:
+    """The run stops between steps (its time slice is up, or its cluster is stopping)."""
+    queue(instance, now, *release(instance))
+
+
+def stop_paused(instance: Instance) -> None:
+    """A paused instance's run stops before its next step; resume queues a new one."""
+    instance.save(update_fields=release(instance))
+
+
+def pause(instance: Instance, now: datetime) -> None:
+    instance.status = Status.PAUSED
+    instance.updated_at = now
+    instance.save(update_fields=["status", "updated_at"])
+
+
+def suspend(instance: Instance, now: datetime, *, wake_at: datetime, waiting_for: str = "") -> None:
+    """The instance waits (or stays paused) until `wake_at`, or an event of `waiting_for`."""
+    instance.wake_at = wake_at
+    instance.waiting_for = waiting_for
+    if instance.status != Status.PAUSED:
+        instance.status = Status.WAITING
+    instance.updated_at = now
+    instance.save(update_fields=["wake_at", "waiting_for", "status", "updated_at", *release(instance)])
+
+
+def wakes_for(instance: Instance, event_type: str) -> bool:
+    return instance.status == Status.WAITING and instance.waiting_for == event_type
+
+
+def finish(
+    instance: Instance,
+    now: datetime,
+    status: Status,
+    *,
+    output: Any = None,
+    error: dict | None = None,
+    error_traceback: str = "",
+    failed_step_key: str = "",
+) -> None:
+    """End the instance (complete, errored or terminated) and tell `instance_finished`."""
+    instance.status = status
+    instance.output = output
+    instance.error = error
+    instance.error_traceback = error_traceback
+    instance.failed_step_key = failed_step_key
+    instance.finished_at = instance.updated_at = now
+    instance.wake_at = None
+    instance.waiting_for = ""
+    instance.save(
+        update_fields=[
+            "status",
+            "output",
+            "error",
+            "error_traceback",
+            "failed_step_key",
+            "finished_at",
+            "updated_at",
+            "wake_at",
+            "waiting_for",
+            *release(instance),
+        ]
+    )
+    instance_finished.send(sender=None, instance_id=instance.id, status=Status(status).value)
+
+
+def reopen(instance: Instance, now: datetime, *, new_generation: bool) -> None:
+    """Retry (same generation) or restart (a new one): clear the ending and queue a run."""
+    fields = ["output", "error", "error_traceback", "failed_step_key", "finished_at"]
+    if new_generation:
+        instance.generation += 1
+        fields.append("generation")
+    instance.output = instance.error = instance.finished_at = None
+    instance.error_traceback = instance.failed_step_key = ""
+    queue(instance, now, *fields, *release(instance))
+
+
+# --- many at once: the timers -----------------------------------------------------------
+
+
+def wake_due_instances(*, now: datetime | None = None) -> int:
+    """Queue waiting instances whose sleep, retry delay or wait deadline has come."""
+    now = now or clock.now()
+    due = Instance.objects.filter(status=Status.WAITING, wake_at__lte=now)
+    # Look before taking the write lock: on SQLite a write transaction blocks all writers.
+    if not due.exists():
+        return 0
+    with transaction.atomic():
+        # SKIP LOCKED: several timers share the work; a row one of them holds is its own.
+        ids = list(
+            due.select_for_update(skip_locked=True).order_by("wake_at").values_list("id", flat=True)[:BATCH]
+        )
+        Instance.objects.filter(pk__in=ids, status=Status.WAITING).update(
+            status=Status.QUEUED, wake_at=None, waiting_for="", updated_at=now
+        )
+        for instance_id in ids:
+            enqueue_run(instance_id)
+    return len(ids)
+
+
+def recover_abandoned_runs(*, now: datetime | None = None) -> int:
+    """Take back leases whose run stopped renewing them (its worker died) and queue a new run."""
+    now = now or clock.now()
+    expired = Instance.objects.filter(lease_expires_at__lt=now)
+    if not expired.exists():
+        return 0
+    with transaction.atomic():
+        rows = list(expired.select_for_update(skip_locked=True).only("id", "status")[:BATCH])
+        for instance in rows:
+            fields = release(instance)
+            if instance.status in (Status.RUNNING, Status.QUEUED):
+                logger.warning("recovering instance %s: its run stopped without finishing", instance.id)
+                queue(instance, now, *fields)
+            else:
+                instance.save(update_fields=fields)
+    return len(rows)
+
+
+def seconds_until_next_wake(*, now: datetime) -> float | None:
+    """How long until the earliest waiting instance is due (None: nobody waits)."""
+    waiting = Instance.objects.filter(status=Status.WAITING).order_by("wake_at")
+    earliest = list(waiting.values_list("wake_at", flat=True)[:1])
+    return (earliest[0] - now).total_seconds() if earliest else None

@@ -1,0 +1,128 @@
+"""The `step` object a workflow function receives: the verbs users call.
+
+Imports no ORM, so it can be imported for type hints anywhere; the run it drives
+(runtime._Run) implements `RunProtocol`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from .conf import task_timeout
+from .definition import RetryPolicy, describe_duration, parse_duration
+from .names import MAX_EVENT_TYPE, MAX_STEP_NAME, checked_name
+
+DEFAULT_STEP_TIMEOUT = "10 minutes"
+DEFAULT_WAIT_TIMEOUT = "24 hours"
+MIN_TASK_HEADROOM_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class WorkflowEvent:
+    """What the workflow function receives as its first argument."""
+
+    payload: Any
+    instance_id: str
+    timestamp: datetime
+
+
+class RunProtocol(Protocol):
+    """What the step object needs of the run executing the workflow."""
+
+    instance_id: str
+
+    def next_key(self, name: str) -> str: ...
+
+    def do_step(
+        self,
+        key: str,
+        name: str,
+        fn: Callable[..., Any],
+        args: tuple,
+        kwargs: dict,
+        policy: RetryPolicy,
+        limit: timedelta,
+    ) -> Any: ...
+
+    def sleep_step(self, key: str, name: str, wake_at_for: Callable[[datetime], datetime]) -> None: ...
+
+    def wait_step(self, key: str, name: str, event_type: str, timeout: timedelta) -> Any: ...
+
+    def patched(self, patch_id: str) -> bool: ...
+
+
+class StepContext:
+    """The `step` argument of a workflow function."""
+
+    def __init__(self, run: RunProtocol) -> None:
+        self._run = run
+
+    @property
+    def instance_id(self) -> str:
+        """The id of the instance this step object belongs to."""
+        return self._run.instance_id
+
+    def do(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        retries: RetryPolicy | dict | None = None,
+        timeout: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Run `fn(*args, **kwargs)` at most once successfully; return its recorded result."""
+        key = self._run.next_key(name)
+        if not callable(fn):
+            raise TypeError(f'step "{name}": {fn!r} is not callable')
+        policy = RetryPolicy.coerce(retries)
+        limit = parse_duration(DEFAULT_STEP_TIMEOUT if timeout is None else timeout)
+        if limit.total_seconds() <= 0:
+            raise ValueError(f'step "{name}": timeout must be longer than zero, got {timeout!r}')
+        # An attempt must end before django-q2 kills the task running it; otherwise
+        # every attempt would be killed and recovered until the retries ran out.
+        task_seconds = task_timeout()
+        if task_seconds and limit.total_seconds() > task_seconds - MIN_TASK_HEADROOM_SECONDS:
+            raise ValueError(
+                f'step "{name}": timeout {describe_duration(limit)} does not fit in a worker task '
+                f"({task_seconds} s, DURABLE_TASK_TIMEOUT, less {MIN_TASK_HEADROOM_SECONDS} s): "
+                "shorten the step's timeout or raise DURABLE_TASK_TIMEOUT"
+            )
+        return self._run.do_step(key, name, fn, args, kwargs, policy, limit)
+
+    def sleep(self, name: str, duration: Any) -> None:
+        """Suspend the instance for `duration`; no worker is held meanwhile."""
+        key = self._run.next_key(name)
+        length = parse_duration(duration)
+        self._run.sleep_step(key, name, lambda now: now + length)
+
+    def sleep_until(self, name: str, when: datetime | int | float) -> None:
+        """Suspend the instance until `when` (an aware datetime or epoch seconds)."""
+        key = self._run.next_key(name)
+        wake_at = _as_aware_datetime(when)
+        self._run.sleep_step(key, name, lambda now: wake_at)
+
+    def patched(self, patch_id: str) -> bool:
+        """True where this run takes the new code path, False while replaying history
+        recorded before the patch existed (so running instances keep their old path)."""
+        checked_name(patch_id, what="patch id", max_length=MAX_STEP_NAME)
+        return self._run.patched(patch_id)
+
+    def wait_for_event(self, name: str, type: str, timeout: Any = DEFAULT_WAIT_TIMEOUT) -> Any:
+        """Suspend until an event of `type` is sent to this instance; return its payload."""
+        key = self._run.next_key(name)
+        checked_name(type, what=f'wait "{name}": event type', max_length=MAX_EVENT_TYPE)
+        return self._run.wait_step(key, name, type, parse_duration(timeout))
+
+
+def _as_aware_datetime(when: datetime | int | float) -> datetime:
+    if isinstance(when, datetime):
+        if when.tzinfo is None or when.utcoffset() is None:
+            raise ValueError(f"sleep_until needs an aware datetime (with a timezone), got {when!r}")
+        return when
+    if isinstance(when, int | float) and not isinstance(when, bool):
+        return datetime.fromtimestamp(when, tz=UTC)
+    raise ValueError(f"sleep_until needs an aware datetime or epoch seconds, got {when!r}")
