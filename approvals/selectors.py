@@ -24,6 +24,15 @@ def may_decide(*, user: AbstractBaseUser | AnonymousUser, request: ApprovalReque
     return user.is_superuser or not set(_principals(user)).isdisjoint(request.approvers)
 
 
+def request_for_user(*, user: AbstractBaseUser | AnonymousUser, request_id: int) -> ApprovalRequest | None:
+    """The request if `user` may decide it; None both when it does not exist and when they
+    may not, so that nobody learns which request ids exist by trying them."""
+    request = ApprovalRequest.objects.filter(pk=request_id).first()
+    if request is None or not may_decide(user=user, request=request):
+        return None
+    return request
+
+
 def may_use_inbox(*, user: AbstractBaseUser | AnonymousUser) -> bool:
     """Approvers use the inbox: the Approvers group (the decide permission), superusers,
     and anyone a request names, alone or through a group (they are emailed a link to it)."""

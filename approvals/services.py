@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 MAX_NAME = 200
 MAX_TITLE = 300
 MAX_COMMENT = 5000
+MAX_APPROVER = 200  # Approver.principal's length
+MAX_DETAILS_DEPTH = 100
 DEFAULT_TIMEOUT = "24 hours"
 _APPROVER = re.compile(r"^(user|group):\S.*$")
 
@@ -71,27 +73,41 @@ def request_approval(
 
 def _checked_request(*, name: Any, title: Any, details: Any, approvers: Any, timeout: Any) -> timedelta:
     if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME:
-        raise ValueError(f"request_approval: name must be a string of 1-{MAX_NAME} characters, got {name!r}")
+        raise ValueError(
+            f"request_approval: name must be a string of 1-{MAX_NAME} characters, got {_shown(name)}"
+        )
+    if problem := _text_problem(name):
+        raise ValueError(f"request_approval: name {_shown(name)} {problem}")
     if not isinstance(title, str) or not title.strip() or len(title) > MAX_TITLE:
         raise ValueError(
             f'request_approval "{name}": title must be a non-empty string of at most {MAX_TITLE} '
-            f"characters, got {title!r}"
+            f"characters, got {_shown(title)}"
         )
+    if problem := _text_problem(title):
+        raise ValueError(f'request_approval "{name}": title {_shown(title)} {problem}')
+    if problem := _details_problem(details):
+        raise ValueError(f'request_approval "{name}": details {problem}')
     try:
         json.dumps(details, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(
-            f'request_approval "{name}": details must be JSON ({exc}), got {details!r}'
+            f'request_approval "{name}": details must be JSON ({exc}), got {_shown(details)}'
         ) from None
     if (
         not isinstance(approvers, list | tuple)
         or not approvers
-        or not all(isinstance(entry, str) and _APPROVER.match(entry) for entry in approvers)
+        or not all(
+            isinstance(entry, str) and len(entry) <= MAX_APPROVER and _APPROVER.match(entry)
+            for entry in approvers
+        )
     ):
         raise ValueError(
             f'request_approval "{name}": approvers must be a non-empty list of "user:NAME" or '
-            f'"group:NAME" strings, got {approvers!r}'
+            f'"group:NAME" strings of at most {MAX_APPROVER} characters, got {_shown(approvers)}'
         )
+    for entry in approvers:
+        if problem := _text_problem(entry):
+            raise ValueError(f'request_approval "{name}": approver {_shown(entry)} {problem}')
     try:
         length = workflows.parse_duration(timeout)
     except ValueError as exc:
@@ -183,6 +199,8 @@ def decide(
         raise ValueError(f"approved must be True or False, got {approved!r}")
     if not isinstance(comment, str) or len(comment) > MAX_COMMENT:
         raise ValueError(f"comment must be a string of at most {MAX_COMMENT} characters")
+    if problem := _text_problem(comment):
+        raise ValueError(f"the comment {problem}: remove it and decide again")
     decider = _as_user(user)
     with transaction.atomic():
         request = ApprovalRequest.objects.select_for_update().filter(pk=_as_request_id(request_id)).first()
@@ -220,9 +238,10 @@ def decide(
 
 def _refuse_unless_decidable(request: ApprovalRequest, user: AbstractBaseUser) -> None:
     if not may_decide(user=user, request=request):
+        # Who the approvers are is for them to know, not for whoever asks.
         raise PermissionDenied(
-            f"{user.get_username()} may not decide approval request {request.pk}: only "
-            f"{', '.join(request.approvers)} (and superusers) may"
+            f"{user.get_username()} may not decide approval request {request.pk}: "
+            "they are not one of its approvers"
         )
     if request.status in (ApprovalRequest.Status.APPROVED, ApprovalRequest.Status.REJECTED):
         raise AlreadyDecided(
@@ -242,6 +261,8 @@ def _refuse_unless_decidable(request: ApprovalRequest, user: AbstractBaseUser) -
 
 def _as_user(user: AbstractBaseUser | str) -> AbstractBaseUser:
     if isinstance(user, str):
+        if problem := _text_problem(user):
+            raise ValueError(f"no user named {_shown(user)}: the name {problem}")
         found = get_user_model()._default_manager.filter(**{get_user_model().USERNAME_FIELD: user}).first()
         if found is None:
             raise ValueError(f"no user named {user!r}")
@@ -256,6 +277,42 @@ def _as_request_id(request_id: Any) -> int:
         return int(request_id)
     except (TypeError, ValueError):
         raise ValueError(f"no approval request with id {request_id!r}") from None
+
+
+def _text_problem(text: str) -> str | None:
+    """Why no database can store `text` as it is, or None."""
+    if "\x00" in text:
+        return "contains a NUL character (\\u0000), which cannot be stored"
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return "contains a lone surrogate (invalid Unicode), which cannot be stored"
+    return None
+
+
+def _details_problem(details: Any) -> str | None:
+    """Why the details cannot be stored (a NUL, a lone surrogate, nesting too deep), or None.
+
+    Walked without recursion: json.dumps would overflow the stack on deep nesting.
+    """
+    pending = [(details, 0)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, str):
+            if problem := _text_problem(value):
+                return f"hold the text {_shown(value)}, which {problem}"
+        elif isinstance(value, dict | list | tuple):
+            if depth >= MAX_DETAILS_DEPTH:
+                return f"are nested more than {MAX_DETAILS_DEPTH} levels deep"
+            children = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            pending.extend((child, depth + 1) for child in children)
+    return None
+
+
+def _shown(value: Any) -> str:
+    """A bad value in an error message: printable, and short."""
+    text = ascii(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _approver_emails(request: ApprovalRequest) -> list[str]:

@@ -1,9 +1,12 @@
 """The approvals inbox: thin views over approvals.services and approvals.selectors.
 
-A refused decision (already decided, expired, not an approver, bad input) made with
-htmx comes back as the request's card with the message and status 422: base.html's
-htmx-config swaps only 2xx and 422 responses, so 403/409 would not be shown inline.
-Without JavaScript the form posts normally and redirects with a message.
+A request the user may not decide is a 404, exactly as one that does not exist, so that
+trying ids tells nobody which requests there are.
+
+A refused decision (already decided, expired, bad input) made with htmx comes back as
+the request's card with the message and status 422: base.html's htmx-config swaps only
+2xx and 422 responses, so 403/409 would not be shown inline. Without JavaScript the form
+posts normally and redirects with a message.
 """
 
 from collections.abc import Callable
@@ -13,8 +16,8 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
@@ -25,7 +28,14 @@ import workflows
 from . import services
 from .errors import DecisionRefused
 from .models import ApprovalRequest
-from .selectors import INBOX_LIMIT, history_for_user, may_decide, may_use_inbox, pending_for_user
+from .selectors import (
+    INBOX_LIMIT,
+    history_for_user,
+    may_decide,
+    may_use_inbox,
+    pending_for_user,
+    request_for_user,
+)
 
 CARD_TEMPLATE = "approvals/_request_card.html"
 
@@ -64,9 +74,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
 @require_GET
 @_approvers_only
 def detail(request: HttpRequest, pk: int) -> HttpResponse:
-    approval = get_object_or_404(ApprovalRequest, pk=pk)
-    if not may_decide(user=request.user, request=approval):
-        raise PermissionDenied("You are not one of the approvers of this request.")
+    approval = _request_or_404(request, pk)
     return render(
         request,
         "approvals/detail.html",
@@ -78,7 +86,7 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @_approvers_only
 def decide(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    approval = get_object_or_404(ApprovalRequest, pk=pk)
+    approval = _request_or_404(request, pk)
     choice = request.POST.get("approved")
     error = ""
     if choice not in ("yes", "no"):
@@ -108,7 +116,14 @@ def decide(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         messages.error(request, error)
     else:
         messages.success(request, f"{approval.get_status_display()}: {approval.title}")
-    return redirect(_next_url(request))
+    return HttpResponseRedirect(_next_url(request))
+
+
+def _request_or_404(request: HttpRequest, pk: int) -> ApprovalRequest:
+    approval = request_for_user(user=request.user, request_id=pk)
+    if approval is None:
+        raise Http404(f"No approval request #{pk} for you to decide.")
+    return approval
 
 
 def _open(approval: ApprovalRequest) -> bool:
@@ -116,6 +131,11 @@ def _open(approval: ApprovalRequest) -> bool:
 
 
 def _next_url(request: HttpRequest) -> str:
+    """Where the form came from, if that is a page of this site; else the inbox.
+
+    Given to HttpResponseRedirect, not redirect(): redirect() takes a word like "inbox"
+    for the name of a view, and fails when no view has it.
+    """
     target = request.POST.get("next", "")
     if target and url_has_allowed_host_and_scheme(
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()

@@ -161,10 +161,13 @@ def test_named_users_group_members_and_superusers_may_decide(waiting, root, who)
     assert inst.status()["output"]["decision"]["by"] == who
 
 
-def test_someone_not_among_the_approvers_may_not_decide_and_nothing_changes(waiting, mallory):
+def test_someone_not_among_the_approvers_may_not_decide_and_is_not_told_who_may(waiting, mallory):
     inst, request = waiting
-    with pytest.raises(PermissionDenied, match="mallory may not decide .* group:finance, user:alice"):
+    with pytest.raises(
+        PermissionDenied, match="mallory may not decide .*: they are not one of its approvers"
+    ) as refused:
         approvals.decide(request.pk, approved=True, user=mallory)
+    assert "finance" not in str(refused.value) and "alice" not in str(refused.value)
     run_until_idle()
     request.refresh_from_db()
     assert (request.status, request.decided_by) == ("pending", None)
@@ -253,6 +256,13 @@ def test_the_approvers_are_emailed_a_link_to_the_request(start, alice, fred, mak
     assert "amount: 420.00" in message.body
 
 
+def _nested(depth):
+    value = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
@@ -266,6 +276,21 @@ def test_the_approvers_are_emailed_a_link_to_the_request(start, alice, fred, mak
         ({"timeout": 0}, "timeout must be longer than zero"),
         ({"name": ""}, "name must be a string of 1-200 characters"),
         ({"name": "x" * 201}, "name must be a string of 1-200 characters"),
+        ({"name": "sign\x00off"}, r"name 'sign\\x00off' contains a NUL character"),
+        ({"name": "sign\udc80off"}, r"name 'sign\\udc80off' contains a lone surrogate"),
+        ({"title": "Ship\x00 it?"}, r"title 'Ship\\x00 it\?' contains a NUL character"),
+        ({"title": "Ship it\ud800"}, "title .* contains a lone surrogate"),
+        (
+            {"details": {"note": "a\x00b"}},
+            r"details hold the text 'a\\x00b', which contains a NUL character",
+        ),
+        ({"details": {"k\x00": 1}}, r"details hold the text 'k\\x00', which contains a NUL character"),
+        ({"details": ["\udfff"]}, "details hold the text .* lone surrogate"),
+        ({"details": {"n": float("nan")}}, "details must be JSON"),
+        ({"details": _nested(5000)}, "details are nested more than 100 levels deep"),
+        ({"approvers": ["user:al\x00ice"]}, r"approver 'user:al\\x00ice' contains a NUL character"),
+        ({"approvers": ["group:\ud800"]}, "approver .* contains a lone surrogate"),
+        ({"approvers": ["user:" + "a" * 200]}, "strings of at most 200 characters"),
     ],
 )
 def test_bad_arguments_to_request_approval_raise_a_clear_value_error(arguments, message):
@@ -312,6 +337,26 @@ def test_decide_rejects_an_unknown_request_or_user(waiting):
         approvals.decide(request.pk, approved=True, user="nobody")
     with pytest.raises(ValueError, match="approved must be True or False"):
         approvals.decide(request.pk, approved="yes", user="alice")
+    with pytest.raises(ValueError, match=r"no user named 'al\\x00ice': the name contains a NUL character"):
+        approvals.decide(request.pk, approved=True, user="al\x00ice")
+
+
+@pytest.mark.parametrize(
+    ("comment", "message"),
+    [
+        ("fine\x00by me", r"the comment contains a NUL character \(\\u0000\), which cannot be stored"),
+        ("fine \ud800", r"the comment contains a lone surrogate \(invalid Unicode\)"),
+        ("x" * 5001, "comment must be a string of at most 5000 characters"),
+    ],
+)
+def test_a_comment_no_database_can_store_is_refused_and_changes_nothing(waiting, alice, comment, message):
+    inst, request = waiting
+    with pytest.raises(ValueError, match=message):
+        approvals.decide(request.pk, approved=True, user=alice, comment=comment)
+    request.refresh_from_db()
+    assert (request.status, request.comment) == ("pending", "")
+    run_until_idle()
+    assert inst.status()["status"] == "waiting"
 
 
 def test_the_approvers_group_may_decide_approval_requests():
@@ -379,6 +424,26 @@ def test_without_javascript_the_form_redirects_to_the_inbox_with_a_message(clien
     assert inst.status()["output"]["decision"]["approved"] is False
 
 
+@pytest.mark.parametrize(
+    ("next_url", "lands_on"),
+    [
+        ("/approvals/?tab=history", "/approvals/?tab=history"),
+        ("https://evil.example/", "/approvals/"),
+        ("inbox", "inbox"),  # a relative address, not the name of a view
+        ("", "/approvals/"),
+    ],
+)
+def test_without_javascript_the_form_returns_only_to_a_page_of_this_site(
+    client, waiting, fred, next_url, lands_on
+):
+    _, request = waiting
+    client.force_login(fred)
+    response = client.post(
+        reverse("approvals:decide", args=[request.pk]), {"approved": "no", "next": next_url}
+    )
+    assert (response.status_code, response["Location"]) == (302, lands_on)
+
+
 def test_a_refused_second_decision_shows_the_error_inline(client, waiting, alice, fred):
     _, request = waiting
     approvals.decide(request.pk, approved=True, user=fred)
@@ -392,15 +457,38 @@ def test_a_refused_second_decision_shows_the_error_inline(client, waiting, alice
     assert (request.status, request.decided_by) == ("approved", fred)
 
 
-def test_someone_not_among_the_approvers_gets_the_error_inline_without_the_details(client, waiting, mallory):
+# A 403 for someone else's request beside a 404 for a missing one would tell anyone with
+# the inbox which request ids exist.
+def test_a_request_someone_may_not_decide_is_the_same_404_as_one_that_does_not_exist(
+    client, waiting, mallory
+):
     _, request = waiting
     client.force_login(mallory)
-    response = htmx_post(client, reverse("approvals:decide", args=[request.pk]), {"approved": "yes"})
-    content = response.content.decode()
-    assert response.status_code == 422
-    assert "mallory may not decide" in content
-    assert "420.00" not in content
+    missing = request.pk + 1000
+    for pk in (request.pk, missing):
+        detail = client.get(reverse("approvals:detail", args=[pk]))
+        plain = client.post(reverse("approvals:decide", args=[pk]), {"approved": "yes"})
+        htmx = htmx_post(client, reverse("approvals:decide", args=[pk]), {"approved": "yes"})
+        assert [detail.status_code, plain.status_code, htmx.status_code] == [404, 404, 404]
+        assert b"420.00" not in detail.content + plain.content + htmx.content
+    assert client.get(reverse("approvals:detail", args=[request.pk])).content == (
+        client.get(reverse("approvals:detail", args=[missing])).content
+    )
     assert ApprovalRequest.objects.get(pk=request.pk).status == "pending"
+
+
+def test_a_comment_with_a_nul_character_is_refused_inline_and_changes_nothing(client, waiting, alice):
+    inst, request = waiting
+    client.force_login(alice)
+    response = htmx_post(
+        client, reverse("approvals:decide", args=[request.pk]), {"approved": "yes", "comment": "ok\x00"}
+    )
+    assert response.status_code == 422
+    assert "the comment contains a NUL character" in response.content.decode()
+    request.refresh_from_db()
+    assert (request.status, request.comment) == ("pending", "")
+    run_until_idle()
+    assert inst.status()["status"] == "waiting"
 
 
 def test_a_decision_without_approve_or_reject_is_refused_inline(client, waiting, alice):
@@ -436,7 +524,7 @@ def test_the_detail_page_shows_the_request_to_its_approvers_only(client, waiting
     assert reverse("workflows:instance_detail", args=[inst.id]) in content
     assert f'name="next" value="{reverse("approvals:detail", args=[request.pk])}"' in content
     client.force_login(mallory)
-    assert client.get(reverse("approvals:detail", args=[request.pk])).status_code == 403
+    assert client.get(reverse("approvals:detail", args=[request.pk])).status_code == 404
 
 
 def test_a_post_without_the_csrf_token_is_refused(waiting, alice):

@@ -102,7 +102,7 @@ def test_an_order_waits_live_is_approved_in_the_inbox_and_completes(
     operator_page, live_server, cluster, screenshots
 ):
     page = operator_page
-    page.goto(f"{live_server.url}/instances/new/")
+    page.goto(f"{live_server.url}/start/")
     page.select_option("select[name=workflow]", "order-fulfilment")
     page.fill("textarea[name=params]", '{"order_id": 42, "payment_failure_rate": 0}')
     page.fill("input[name=instance_id]", "order-42")

@@ -86,6 +86,11 @@ def test_list_shows_newest_first_and_filters_by_status_workflow_and_limit():
     assert len(cli("list", "--limit", "2").splitlines()) == 3
 
 
+def test_list_shows_up_to_ten_thousand_instances():
+    workflows.create_batch("cli-test-approval", [{"id": f"many-{n}"} for n in range(3)])
+    assert len(cli("list", "--limit", "10000").splitlines()) == 4
+
+
 def test_lifecycle_subcommands_drive_the_instance():
     cli("start", "cli-test-fails", "--id", "cycle")
     run_until_idle()
@@ -110,6 +115,13 @@ def test_lifecycle_subcommands_drive_the_instance():
         (["resume", "existing"], 'cannot resume instance "existing": it is queued'),
         (["retry", "existing"], 'cannot retry instance "existing": it is queued'),
         (["pause", "missing"], 'no instance with id "missing"'),
+        (["list", "--limit", "99999999999999999999"], "--limit: must be a whole number from 1 to 10,000"),
+        (["list", "--limit", "10001"], "--limit: must be a whole number from 1 to 10,000, got '10001'"),
+        (["list", "--limit", "9" * 5000], r"--limit: must be a whole number .*, got '999.*\.\.\.$"),
+        (["list", "--limit", "-1"], "--limit: must be a whole number"),
+        (["list", "--workflow", "cli-\x00test"], "--workflow: contains a NUL character"),
+        (["status", "\udcff"], r"instance_id: is not valid UTF-8: '\\udcff'"),
+        (["send-event", "existing", "appro\udcffval"], "type: is not valid UTF-8"),
     ],
 )
 def test_bad_input_raises_a_clear_error_and_changes_nothing(args, message):
@@ -124,7 +136,13 @@ def test_bad_input_raises_a_clear_error_and_changes_nothing(args, message):
 @pytest.mark.slow
 def test_from_a_shell_bad_input_prints_one_line_on_stderr_and_exits_non_zero(test_database_url):
     env = {**os.environ, "DATABASE_URL": test_database_url}
-    for args in (["status", "missing"], ["list", "--limit", "0"], ["start", "x", "--params", "{"]):
+    for args in (
+        ["status", "missing"],
+        ["list", "--limit", "0"],
+        ["list", "--limit", "99999999999999999999"],
+        ["list", "--workflow", b"\xff"],  # not UTF-8: Python passes it on as a lone surrogate
+        ["start", "x", "--params", "{"],
+    ):
         done = subprocess.run(
             [sys.executable, "manage.py", "workflows", *args],
             cwd=settings.BASE_DIR,

@@ -205,6 +205,24 @@ def test_a_broken_page_cursor_gets_a_clear_error(viewer):
     assert b"That page link is broken" in response.content
 
 
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ({"after": "0001-01-01T00:00:00+14:00|a"}, "That page link is broken"),
+        ({"after": "9999-12-31T23:59:59-14:00|a"}, "That page link is broken"),
+        ({"created_after": "0001-01-01T00:00:00+14:00"}, "Enter a time between the years 1 and 9999 in UTC."),
+        (
+            {"created_before": "9999-12-31T23:59:59-14:00"},
+            "Enter a time between the years 1 and 9999 in UTC.",
+        ),
+    ],
+)
+def test_a_time_beyond_the_years_a_query_can_hold_gets_a_clear_error(viewer, query, message):
+    response = viewer.get(LIST, query)
+    assert response.status_code == 200
+    assert message in response.content.decode()
+
+
 def test_a_bad_filter_value_gets_a_clear_error(viewer):
     response = viewer.get(LIST, {"status": "sleepy"})
     assert b"Select a valid choice" in response.content
@@ -280,6 +298,30 @@ def test_the_instance_page_polls_only_until_the_instance_is_finished(viewer):
         HTTP_HX_TARGET="instance-live",
     )
     assert b"hx-trigger" not in live.content
+
+
+@pytest.mark.parametrize("instance_id", ["new", "bulk", "start", "events"])
+def test_an_instance_named_like_a_console_page_has_its_own_reachable_page(operator, instance_id):
+    workflows.create("console-test-waits", id=instance_id)
+    run_until_idle()
+    response = operator.get(reverse("workflows:instance_detail", args=[instance_id]))
+    assert response.status_code == 200
+    assert response.context["instance"].id == instance_id
+    assert f'<span class="mono">{instance_id}</span></h1>' in response.content.decode()
+    operator.post(reverse("workflows:instance_action", args=[instance_id, "pause"]))
+    assert workflows.get(instance_id).status()["status"] == "paused"
+
+
+def test_starting_and_bulk_actions_still_work_beside_instances_named_new_and_bulk(operator):
+    workflows.create_batch("console-test-waits", [{"id": "new"}, {"id": "bulk"}])
+    run_until_idle()
+    assert operator.get(reverse("workflows:instance_create")).status_code == 200
+    response = operator.post(
+        reverse("workflows:instance_create"), {"workflow": "console-test-ok", "instance_id": "x"}
+    )
+    assert response["Location"] == reverse("workflows:instance_detail", args=["x"])
+    operator.post(reverse("workflows:bulk_action"), {"action": "terminate", "ids": ["new", "bulk"]})
+    assert {workflows.get(i).status()["status"] for i in ("new", "bulk")} == {"terminated"}
 
 
 def test_an_unknown_instance_is_404(viewer):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
@@ -39,15 +40,33 @@ class _JSONTextField(forms.CharField):
             raise forms.ValidationError(str(exc)) from None
 
 
+def _fits_in_utc(moment: datetime) -> bool:
+    """Whether a query can be given `moment`: the database compares times in UTC, where
+    year 1 at +14:00 or year 9999 at -14:00 falls outside the years a datetime holds."""
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        return False
+    return True
+
+
+class _DateTimeField(forms.DateTimeField):
+    def to_python(self, value: Any) -> datetime | None:
+        moment = super().to_python(value)
+        if moment is not None and not _fits_in_utc(moment):
+            raise forms.ValidationError("Enter a time between the years 1 and 9999 in UTC.")
+        return moment
+
+
 class InstanceFilterForm(forms.Form):
     workflow = forms.ChoiceField(required=False)
     status = forms.ChoiceField(required=False, choices=[("", "any status"), *Status.choices])
-    created_after = forms.DateTimeField(
+    created_after = _DateTimeField(
         required=False,
         label=f"Created from ({settings.TIME_ZONE})",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
     )
-    created_before = forms.DateTimeField(
+    created_before = _DateTimeField(
         required=False,
         label=f"Created before ({settings.TIME_ZONE})",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
@@ -68,11 +87,11 @@ class InstanceFilterForm(forms.Form):
         cursor = self.cleaned_data["after"]
         if cursor:
             try:
-                decode_cursor(cursor)
+                moment, _ = decode_cursor(cursor)
             except ValueError:
-                raise forms.ValidationError(
-                    "That page link is broken; start again from the newest."
-                ) from None
+                moment = None
+            if moment is None or not _fits_in_utc(moment):
+                raise forms.ValidationError("That page link is broken; start again from the newest.")
         return cursor
 
     def filters(self) -> InstanceFilters:

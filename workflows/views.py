@@ -104,7 +104,9 @@ def _status_links(query: QueryDict, counts: dict[str, int]) -> list[dict]:
 def bulk_action(request: HtmxHttpRequest) -> HttpResponse:
     form = BulkActionForm(request.POST)
     back = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+    if not url_has_allowed_host_and_scheme(
+        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         back = ""
     back = back or reverse("workflows:instance_list")
     if not form.is_valid():

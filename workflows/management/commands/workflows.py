@@ -27,14 +27,36 @@ class _OneLineErrorParser(CommandParser):
         raise CommandError(f"Error: {message}")
 
 
-def _positive_int(text: str) -> int:
+# A listing is read into memory and printed at once; past this, filter instead.
+MAX_LIST_LIMIT = 10_000
+
+
+def _list_limit(text: str) -> int:
     try:
         value = int(text)
-    except ValueError:
+    except ValueError:  # not a number, or more digits than Python converts
         value = 0
-    if value < 1:
-        raise ArgumentTypeError(f"must be a positive whole number, got {text!r}")
+    if not 1 <= value <= MAX_LIST_LIMIT:
+        raise ArgumentTypeError(f"must be a whole number from 1 to {MAX_LIST_LIMIT:,}, got {_shown(text)}")
     return value
+
+
+def _text(text: str) -> str:
+    """An argument as it came in. Bytes that are not UTF-8 arrive as lone surrogates
+    (Python's surrogateescape), which no database column can hold: refuse them here."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise ArgumentTypeError(f"is not valid UTF-8: {_shown(text)}") from None
+    if "\x00" in text:
+        raise ArgumentTypeError(f"contains a NUL character: {_shown(text)}")
+    return text
+
+
+def _shown(text: str) -> str:
+    """A bad argument in an error line: printable, and short enough to stay one line."""
+    shown = ascii(text)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
 class Command(BaseCommand):
@@ -51,26 +73,28 @@ class Command(BaseCommand):
         )
 
         start = commands.add_parser("start", help="create an instance and print its id")
-        start.add_argument("name", help="the registered workflow name")
-        start.add_argument("--params", default="null", help="the params, as JSON")
-        start.add_argument("--id", dest="instance_id", help="the instance id (default: generated)")
+        start.add_argument("name", type=_text, help="the registered workflow name")
+        start.add_argument("--params", type=_text, default="null", help="the params, as JSON")
+        start.add_argument(
+            "--id", dest="instance_id", type=_text, help="the instance id (default: generated)"
+        )
 
         status = commands.add_parser("status", help="print an instance as one JSON object")
-        status.add_argument("instance_id")
+        status.add_argument("instance_id", type=_text)
 
         listing = commands.add_parser("list", help="list instances, newest first")
         listing.add_argument("--status", choices=Status.values)
-        listing.add_argument("--workflow")
-        listing.add_argument("--limit", type=_positive_int, default=50)
+        listing.add_argument("--workflow", type=_text)
+        listing.add_argument("--limit", type=_list_limit, default=50)
 
         send = commands.add_parser("send-event", help="send an event to an instance")
-        send.add_argument("instance_id")
-        send.add_argument("type")
-        send.add_argument("--payload", default="null", help="the payload, as JSON")
+        send.add_argument("instance_id", type=_text)
+        send.add_argument("type", type=_text)
+        send.add_argument("--payload", type=_text, default="null", help="the payload, as JSON")
 
         for action in services.LIFECYCLE_ACTIONS:
             command = commands.add_parser(action, help=f"{action} an instance")
-            command.add_argument("instance_id")
+            command.add_argument("instance_id", type=_text)
 
     def handle(self, *args: Any, subcommand: str, **options: Any) -> None:
         try:
