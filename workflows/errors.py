@@ -31,6 +31,13 @@ class WorkflowNotFound(LookupError):
 class InstanceNotFound(LookupError):
     """No instance has that id."""
 
+    @classmethod
+    def for_id(cls, instance_id: object) -> "InstanceNotFound":
+        shown = str(instance_id)
+        # Any real id (at most 100 characters) in full; a huge bad one not echoed whole.
+        shown = shown if len(shown) <= 100 else shown[:100] + "..."
+        return cls(f'no instance with id "{shown}"')
+
 
 class InstanceExists(ValueError):
     """An instance with that id already exists."""

@@ -10,11 +10,11 @@ from django.conf import settings
 
 from .definition import registered_workflows
 from .errors import PayloadError
-from .models import Status
+from .models import Action, Status
 from .payloads import parse_json_text
 from .selectors import InstanceFilters, decode_cursor
 
-BULK_ACTIONS = ("retry", "pause", "terminate")
+BULK_ACTIONS = [action for action in Action if action.in_bulk]
 
 
 def _workflow_choices() -> list[tuple[str, str]]:
@@ -132,5 +132,5 @@ class _IdListField(forms.Field):
 
 
 class BulkActionForm(forms.Form):
-    action = forms.ChoiceField(choices=[(action, action) for action in BULK_ACTIONS])
+    action = forms.ChoiceField(choices=[(action.value, action.label) for action in BULK_ACTIONS])
     ids = _IdListField(error_messages={"required": "Select at least one instance."})

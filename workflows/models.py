@@ -16,15 +16,36 @@ class Status(models.TextChoices):
 FINISHED_STATUSES = (Status.COMPLETE, Status.ERRORED, Status.TERMINATED)
 _UNFINISHED = tuple(status for status in Status if status not in FINISHED_STATUSES)
 
-# The statuses from which each lifecycle action may be taken. The services enforce it;
-# the console offers only the actions the status allows.
-ACTION_STATUSES: dict[str, tuple[str, ...]] = {
-    "pause": (Status.QUEUED, Status.RUNNING, Status.WAITING),
-    "resume": (Status.PAUSED,),
-    "terminate": _UNFINISHED,
-    "restart": tuple(Status.values),
-    "retry": (Status.ERRORED,),
-    "send_event": _UNFINISHED,
+# Events are accepted by an instance that has not finished (it may not wait for them yet).
+EVENT_STATUSES = _UNFINISHED
+
+
+class Action(models.TextChoices):
+    """The lifecycle actions. The services enforce the statuses each allows; the console,
+    the CLI and the API offer only what the status allows."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+    TERMINATE = "terminate"
+    RESTART = "restart"
+    RETRY = "retry"
+
+    @property
+    def allowed_statuses(self) -> tuple[Status, ...]:
+        return _ACTION_STATUSES[self]
+
+    @property
+    def in_bulk(self) -> bool:
+        """Offered on many selected instances at once in the console."""
+        return self in (Action.RETRY, Action.PAUSE, Action.TERMINATE)
+
+
+_ACTION_STATUSES: dict[Action, tuple[Status, ...]] = {
+    Action.PAUSE: (Status.QUEUED, Status.RUNNING, Status.WAITING),
+    Action.RESUME: (Status.PAUSED,),
+    Action.TERMINATE: _UNFINISHED,
+    Action.RESTART: tuple(Status),
+    Action.RETRY: (Status.ERRORED,),
 }
 
 
@@ -79,9 +100,13 @@ class Instance(models.Model):
     def is_finished(self) -> bool:
         return self.status in FINISHED_STATUSES
 
-    def allows(self, action: str) -> bool:
-        """Whether the lifecycle `action` (a key of ACTION_STATUSES) makes sense now."""
-        return self.status in ACTION_STATUSES[action]
+    def allows(self, action: Action | str) -> bool:
+        """Whether the lifecycle `action` makes sense now."""
+        return self.status in Action(action).allowed_statuses
+
+    @property
+    def accepts_events(self) -> bool:
+        return self.status in EVENT_STATUSES
 
 
 class StepKind(models.TextChoices):

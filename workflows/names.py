@@ -33,11 +33,11 @@ def checked_name(value: Any, *, what: str, max_length: int) -> str:
     """`value` if it is a storable, non-blank string of at most `max_length` characters."""
     if not isinstance(value, str) or not value.strip() or len(value) > max_length:
         raise ValueError(
-            f"{what} must be a non-empty string of at most {max_length} characters, got {_shown(value)}"
+            f"{what} must be a non-empty string of at most {max_length} characters, got {shown(value)}"
         )
     problem = text_problem(value)
     if problem:
-        raise ValueError(f"{what} {_shown(value)} {problem}")
+        raise ValueError(f"{what} {shown(value)} {problem}")
     return value
 
 
@@ -48,13 +48,13 @@ def is_instance_id(value: Any) -> bool:
 def checked_instance_id(value: Any) -> str:
     if not is_instance_id(value):
         raise ValueError(
-            f"invalid instance id {_shown(value)}: use 1-{MAX_INSTANCE_ID} letters, digits, "
+            f"invalid instance id {shown(value)}: use 1-{MAX_INSTANCE_ID} letters, digits, "
             "'_', '-', '.' or ':', starting with a letter or digit"
         )
     return value
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
     """A short, printable form of a bad value for an error message."""
     text = ascii(value)
     return text if len(text) <= 80 else text[:77] + "..."

@@ -19,7 +19,7 @@ from .names import is_instance_id
 def get_instance(*, instance_id: str) -> Instance:
     instance = Instance.objects.filter(pk=instance_id).first() if is_instance_id(instance_id) else None
     if instance is None:
-        raise InstanceNotFound(f'no instance with id "{instance_id}"')
+        raise InstanceNotFound.for_id(instance_id)
     return instance
 
 

@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 from . import clock, lifecycle
 from .definition import get_workflow
 from .errors import InstanceExists, InstanceNotFound, InvalidState
-from .models import ACTION_STATUSES, Event, Instance, Status, Step, StepStatus
+from .models import Action, Event, Instance, Status, Step, StepStatus
 from .names import MAX_EVENT_TYPE, checked_instance_id, checked_name, is_instance_id
 from .payloads import to_json_value
 
@@ -82,13 +82,13 @@ def _locked(instance_id: str) -> Instance:
         else None
     )
     if instance is None:
-        raise InstanceNotFound(f'no instance with id "{instance_id}"')
+        raise InstanceNotFound.for_id(instance_id)
     return instance
 
 
 def _require(instance: Instance, action: str) -> None:
     if not instance.allows(action):
-        allowed = " or ".join(ACTION_STATUSES[action])
+        allowed = " or ".join(Action(action).allowed_statuses)
         raise InvalidState(
             f'cannot {action} instance "{instance.id}": it is {instance.status} '
             f"(only possible when {allowed})"
@@ -101,7 +101,7 @@ def send_event(*, instance_id: str, event_type: str, payload: Any = None) -> Eve
     payload = to_json_value(payload, what=f'payload of event "{event_type}"')
     with transaction.atomic():
         instance = _locked(instance_id)
-        if not instance.allows("send_event"):
+        if not instance.accepts_events:
             raise InvalidState(
                 f'cannot send event "{event_type}" to instance "{instance_id}": it is {instance.status}'
             )
@@ -168,17 +168,17 @@ def retry_instance(*, instance_id: str) -> Instance:
     return instance
 
 
-LIFECYCLE_ACTIONS = {
-    "pause": pause_instance,
-    "resume": resume_instance,
-    "terminate": terminate_instance,
-    "restart": restart_instance,
-    "retry": retry_instance,
+_ACTION_SERVICES = {
+    Action.PAUSE: pause_instance,
+    Action.RESUME: resume_instance,
+    Action.TERMINATE: terminate_instance,
+    Action.RESTART: restart_instance,
+    Action.RETRY: retry_instance,
 }
 
 
-def apply_lifecycle_action(*, instance_id: str, action: str) -> Instance:
+def apply_lifecycle_action(*, instance_id: str, action: Action | str) -> Instance:
     """Pause, resume, terminate, restart or retry the instance, by the action's name."""
-    if action not in LIFECYCLE_ACTIONS:
-        raise ValueError(f"unknown action {action!r}: use {', '.join(LIFECYCLE_ACTIONS)}")
-    return LIFECYCLE_ACTIONS[action](instance_id=instance_id)
+    if action not in Action.values:
+        raise ValueError(f"unknown action {action!r}: use {', '.join(Action.values)}")
+    return _ACTION_SERVICES[Action(action)](instance_id=instance_id)

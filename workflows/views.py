@@ -20,7 +20,7 @@ from . import selectors, services
 from .clock import now
 from .errors import InstanceExists, InstanceNotFound, InvalidState, WorkflowNotFound
 from .forms import BULK_ACTIONS, BulkActionForm, CreateInstanceForm, InstanceFilterForm, SendEventForm
-from .models import Instance, Status
+from .models import Action, Instance, Status
 from .roles import OPERATE_PERMISSION, VIEW_PERMISSION
 
 
@@ -146,10 +146,8 @@ def _detail_context(request: HttpRequest, instance: Instance, **extra: object) -
         "timeline": timeline,
         "age": (instance.finished_at or now()) - instance.created_at,
         "can_operate": can_operate,
-        "actions": [action for action in services.LIFECYCLE_ACTIONS if instance.allows(action)]
-        if can_operate
-        else [],
-        "event_form": SendEventForm() if can_operate and instance.allows("send_event") else None,
+        "actions": [action.value for action in Action if instance.allows(action)] if can_operate else [],
+        "event_form": SendEventForm() if can_operate and instance.accepts_events else None,
         **extra,
     }
 
@@ -166,7 +164,7 @@ def instance_detail(request: HtmxHttpRequest, instance_id: str) -> HttpResponse:
 
 @_operator
 def instance_action(request: HtmxHttpRequest, instance_id: str, action: str) -> HttpResponse:
-    if action not in services.LIFECYCLE_ACTIONS:
+    if action not in Action.values:
         raise Http404(f"no action {action!r}")
     try:
         instance = services.apply_lifecycle_action(instance_id=instance_id, action=action)

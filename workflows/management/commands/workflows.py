@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from workflows import selectors, services
 from workflows.errors import InstanceExists, InstanceNotFound, InvalidState, WorkflowNotFound
-from workflows.models import Status
+from workflows.models import Action, Status
 from workflows.payloads import parse_json_text
 
 
@@ -92,7 +92,7 @@ class Command(BaseCommand):
         send.add_argument("type", type=_text)
         send.add_argument("--payload", type=_text, default="null", help="the payload, as JSON")
 
-        for action in services.LIFECYCLE_ACTIONS:
+        for action in Action.values:
             command = commands.add_parser(action, help=f"{action} an instance")
             command.add_argument("instance_id", type=_text)
 
