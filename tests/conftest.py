@@ -32,6 +32,13 @@ def django_db_modify_db_settings():
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """A real password hash takes most of a second on these machines; signing in through
+    the test client needs no such strength (test_production uses the real hashers)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _real_time_after_each_test():
     yield
     reset_clock()

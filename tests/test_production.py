@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from django.conf import settings
+from django.conf import global_settings, settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import CommandError, call_command
@@ -210,8 +210,9 @@ def production_site(tmp_path: Path, test_database_url: str) -> Iterator[Site]:
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_gunicorn_serves_the_signed_in_console_static_files_and_plain_errors(production_site):
+def test_gunicorn_serves_the_signed_in_console_static_files_and_plain_errors(production_site, settings):
     site = production_site
+    settings.PASSWORD_HASHERS = global_settings.PASSWORD_HASHERS  # gunicorn checks with the real ones
     user = get_user_model().objects.create_user("ops-viewer", password="a-long-test-password-7")
     user.groups.add(Group.objects.get(name=VIEWERS))
 
