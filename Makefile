@@ -47,6 +47,7 @@ test: $(VENV)/.installed chromium lint
 bench: $(VENV)/.installed
 	$(PY) bench/timer_latency.py
 	$(PY) bench/dashboard_list.py
+	$(PY) bench/engine_bench.py
 
 clean:
 	rm -rf $(VENV) db.sqlite3* staticfiles .pytest_cache .ruff_cache
