@@ -200,7 +200,10 @@ Q_CLUSTER = {
     # Successes are not stored: our tables record every run. (A positive limit makes
     # django-q2 lock and load all stored successes on every task: a bottleneck.)
     "save_limit": -1,
-    "poll": float(os.environ.get("DURABLE_POLL", 0.5 if USING_SQLITE else 0.2)),
+    # How long an idle pusher waits before looking at the queue again. On PostgreSQL a
+    # NOTIFY ends the wait at once (workflows/broker.py), so the poll only bounds a lost
+    # one; SQLite has no such signal and looks often (a cheap read in WAL mode).
+    "poll": float(os.environ.get("DURABLE_POLL", 0.1 if USING_SQLITE else 1.0)),
     "guard_cycle": 0.5,
     "recycle": 500,
     "label": "Task queue (django-q2)",

@@ -43,6 +43,9 @@ class Failure:
     message: str
     traceback: str = ""
     retryable: bool = True
+    # False: the next attempt starts at once, not after the policy's delay (the attempt
+    # did not fail on its own: its worker died under it).
+    wait_before_retry: bool = True
 
 
 def call_step(

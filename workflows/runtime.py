@@ -317,6 +317,9 @@ class _Run:
                             "AttemptAbandoned",
                             f'attempt {step.attempts} of step "{name}" never finished: its worker '
                             "stopped (crashed, killed, or went past its timeout)",
+                            # It counts against the retries (a step that kills its worker every
+                            # time must end), but recovery is not held up by a retry delay.
+                            wait_before_retry=False,
                         ),
                     )
                     continue
@@ -376,7 +379,11 @@ class _Run:
                 step.error = _error_dict(failure.type, failure.message)
                 if failure.retryable and step.attempts <= policy.limit:
                     step.status = StepStatus.RETRYING
-                    step.wake_at = now + policy.delay_before_retry(step.attempts)
+                    step.wake_at = now + (
+                        policy.delay_before_retry(step.attempts)
+                        if failure.wait_before_retry
+                        else timedelta(0)
+                    )
                 else:
                     step.status = StepStatus.FAILED
                     step.completed_at = now
