@@ -25,12 +25,16 @@ def test_a_real_cluster_runs_a_workflow_through_a_sleep_and_an_event(cluster, tm
     for _ in range(3):  # django-q2 may deliver a run more than once: it must not matter
         async_task("workflows.tasks.run_instance", inst.id)
 
-    waiting = wait_for(
+    wait_for(
         lambda: Instance.objects.filter(pk=inst.id, status="waiting", waiting_for="go").exists(),
         cluster,
         what="the instance to sleep, wake and wait for the event",
     )
-    assert waiting
+    # Waiting for the event: no run holds it and it wakes at the wait's deadline.
+    row = Instance.objects.get(pk=inst.id)
+    go = Step.objects.get(instance_id=inst.id, key="go#1")
+    assert (row.status, row.waiting_for, row.lease_token, row.lease_expires_at) == ("waiting", "go", "", None)
+    assert (go.status, row.wake_at) == ("waiting", go.wake_at)
     nap = Step.objects.get(instance_id=inst.id, key="nap#1")
     assert nap.status == "succeeded"
     assert (nap.completed_at - nap.wake_at).total_seconds() < 1.5, "woke too late"
