@@ -8,9 +8,9 @@ import time
 from collections import Counter
 
 import pytest
-import two_cluster_workflows  # noqa: F401 - registers the workflow in this process too
 from django.conf import settings
 
+import two_cluster_workflows  # noqa: F401 - registers the workflow in this process too
 import workflows
 from workflows.models import Instance, StepRun
 
