@@ -280,6 +280,21 @@ def test_long_results_are_cut_short_with_show_all(viewer):
     assert "show all" in body
 
 
+@workflow("console-test-patched")
+def patched_flow(event, step):
+    if step.patched("send receipt"):
+        step.do("receipt", lambda: "sent")
+
+
+def test_the_instance_page_marks_where_a_run_took_a_patched_path(viewer):
+    inst = workflows.create("console-test-patched")
+    run_until_idle()
+    page = viewer.get(reverse("workflows:instance_detail", args=[inst.id])).content.decode()
+    assert '<span class="kind">patch</span>' in page
+    assert "this run took the new code path here" in page
+    assert "step.patched(&quot;send receipt&quot;)" in page
+
+
 def test_the_instance_page_polls_only_until_the_instance_is_finished(viewer):
     workflows.create("console-test-waits", id="waiter")
     run_until_idle()
