@@ -32,6 +32,7 @@ MAX_COMMENT = 5000
 MAX_APPROVER = 200  # Approver.principal's length
 MAX_DETAILS_DEPTH = 100
 DEFAULT_TIMEOUT = "24 hours"
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 _APPROVER = re.compile(r"^(user|group):\S.*$")
 
 
@@ -159,7 +160,7 @@ def create_request(
 def notify_approvers(*, request_id: int) -> int:
     """Email the named users and the members of the named groups; return how many emails."""
     request = ApprovalRequest.objects.get(pk=request_id)
-    link = settings.DURABLE_BASE_URL.rstrip("/") + request.get_absolute_url()
+    link = base_url().rstrip("/") + request.get_absolute_url()
     subject = "Approval needed: " + " ".join(request.title.split())
     lines = [f"  {key}: {value}" if key else f"  {value}" for key, value in request.detail_pairs()]
     details = "".join(line + "\n" for line in lines)
@@ -169,6 +170,11 @@ def notify_approvers(*, request_id: int) -> int:
     )
     messages = [(subject, body, None, [address]) for address in _approver_emails(request)]
     return send_mass_mail(messages) if messages else 0
+
+
+def base_url() -> str:
+    """The site's address for links in emails: DURABLE_BASE_URL, else the development one."""
+    return getattr(settings, "DURABLE_BASE_URL", DEFAULT_BASE_URL)
 
 
 def cancel_pending_requests(*, instance_id: str, **signal_kwargs: Any) -> int:

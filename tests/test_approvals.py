@@ -256,6 +256,14 @@ def test_the_approvers_are_emailed_a_link_to_the_request(start, alice, fred, mak
     assert "amount: 420.00" in message.body
 
 
+def test_without_a_base_url_setting_the_email_links_to_the_development_site(
+    start, alice, mailoutbox, settings
+):
+    del settings.DURABLE_BASE_URL  # a host project that never set it
+    inst, request = start()
+    assert f"http://127.0.0.1:8000/approvals/{request.pk}/" in mailoutbox[0].body
+
+
 def _nested(depth):
     value = []
     for _ in range(depth):
