@@ -187,10 +187,11 @@ for _name, _default in ENGINE_DEFAULTS.items():
 
 # django-q2 only delivers work: the engine's own tables decide what runs, so a task
 # delivered twice is harmless and tasks are never retried by django-q2 itself.
+_WORKERS = int(os.environ.get("DURABLE_WORKERS", 2 if USING_SQLITE else 4))
 Q_CLUSTER = {
     "name": "durable",
     "orm": "default",
-    "workers": int(os.environ.get("DURABLE_WORKERS", 2 if USING_SQLITE else 4)),
+    "workers": _WORKERS,
     # A task runs until its instance suspends; the longest step timeout must fit in it.
     "timeout": int(os.environ.get("DURABLE_TASK_TIMEOUT", 3600)),
     "retry": int(os.environ.get("DURABLE_TASK_TIMEOUT", 3600)) + 600,
@@ -204,6 +205,9 @@ Q_CLUSTER = {
     # NOTIFY ends the wait at once (workflows/broker.py), so the poll only bounds a lost
     # one; SQLite has no such signal and looks often (a cheap read in WAL mode).
     "poll": float(os.environ.get("DURABLE_POLL", 0.1 if USING_SQLITE else 1.0)),
+    # Runs handed to the workers per look at the queue: many due at once (a batch of
+    # wake-ups) reach all the workers in one round trip instead of one each.
+    "bulk": _WORKERS,
     "guard_cycle": 0.5,
     "recycle": 500,
     "label": "Task queue (django-q2)",

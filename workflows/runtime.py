@@ -159,7 +159,9 @@ class _Run:
         `new_step`: the write starts a step, which a pause, or a run that has used up its
         time slice, must not do. Otherwise the lease is released, committed, and the run
         stops. `durable=False`: the commit need not wait for the disk (see
-        _commit_without_waiting_for_disk).
+        _commit_without_waiting_for_disk): only the end of an attempt (a result computed
+        by user code) and the end of the instance must be durable at once. Any other write
+        lost in a database crash is made again by the replay after recovery.
         """
         try:
             with transaction.atomic():
@@ -271,7 +273,7 @@ class _Run:
             record.save()
             return record
 
-        self.history[key] = self._transact(write)
+        self.history[key] = self._transact(write, durable=False)
 
     def _new_step(self, key: str, name: str, kind: StepKind, now: datetime, **fields: Any) -> Step:
         return Step(
@@ -330,7 +332,9 @@ class _Run:
             step = self._end_attempt(step, attempt, policy, result=result, failure=failure)
 
     def _suspend_until(self, wake_at: datetime) -> None:
-        self._transact(lambda instance: lifecycle.suspend(instance, clock.now(), wake_at=wake_at))
+        self._transact(
+            lambda instance: lifecycle.suspend(instance, clock.now(), wake_at=wake_at), durable=False
+        )
         raise _Suspended
 
     def _start_attempt(
@@ -434,7 +438,7 @@ class _Run:
             lifecycle.suspend(instance, now, wake_at=record.wake_at)
             return record, True
 
-        step, suspended = self._transact(write, new_step=True)
+        step, suspended = self._transact(write, new_step=True, durable=False)
         self.history[key] = step
         if suspended:
             raise _Suspended
@@ -482,7 +486,7 @@ class _Run:
                     lifecycle.suspend(instance, now, wake_at=record.wake_at, waiting_for=event_type)
                 return record
 
-            step = self._transact(write, new_step=True)
+            step = self._transact(write, new_step=True, durable=False)
             self.history[key] = step
         if step.status == StepStatus.SUCCEEDED:
             return step.result
