@@ -292,7 +292,7 @@ def test_the_instance_page_marks_where_a_run_took_a_patched_path(viewer):
     page = viewer.get(reverse("workflows:instance_detail", args=[inst.id])).content.decode()
     assert '<span class="kind">patch</span>' in page
     assert "this run took the new code path here" in page
-    assert "<code>step.patched(\"send receipt\")</code>" in page
+    assert '<code>step.patched("send receipt")</code>' in page
 
 
 def test_the_instance_page_polls_only_until_the_instance_is_finished(viewer):
