@@ -13,8 +13,8 @@ import pytest
 from django.db import connection, transaction
 
 import workflows
-from workflows import workflow
-from workflows.models import Instance, Status, StepRun
+from workflows import leases, workflow
+from workflows.models import Instance, Status, Step, StepRun
 from workflows.tasks import run_instance
 from workflows.testing import advance, run_until_idle
 
@@ -94,6 +94,59 @@ def test_an_instance_resumed_while_its_step_runs_is_not_claimed_by_the_resumed_d
     assert attempts(inst) == [(1, "succeeded", "")]
 
 
+# --- a run that lost its lease records nothing more ----------------------------------
+
+
+def take_over(instance_id: str) -> None:
+    """What a second run does once it has claimed the instance: its token, still running."""
+    Instance.objects.filter(pk=instance_id).update(lease_token="another-run")
+
+
+def taken_over_mid_step(instance_id: str) -> str:
+    calls["taken over"] += 1
+    take_over(instance_id)
+    return "lost"
+
+
+@workflow("claims-test-taken-over-mid-step")
+def taken_over_mid_step_flow(event, step):
+    step.do("step", taken_over_mid_step, step.instance_id)
+    calls["after the step"] += 1
+
+
+@pytest.mark.django_db
+def test_a_run_that_lost_its_lease_during_a_step_does_not_record_the_step():
+    inst = workflows.create("claims-test-taken-over-mid-step")
+
+    run_instance(inst.id)
+
+    assert calls["taken over"] == 1
+    assert calls["after the step"] == 0
+    assert attempts(inst) == [(1, "running", "")]  # left for the run that holds the lease
+    assert Step.objects.get(instance_id=inst.id).status == "running"
+
+
+@workflow("claims-test-taken-over-between-steps")
+def taken_over_between_steps(event, step):
+    step.do("first", count_calls)
+    if calls["took over"] == 0:  # code between steps runs on every replay: once is enough
+        calls["took over"] += 1
+        take_over(step.instance_id)
+    step.do("second", count_calls)
+
+
+@pytest.mark.django_db
+def test_a_run_that_lost_its_lease_between_steps_starts_no_further_step():
+    inst = workflows.create("claims-test-taken-over-between-steps")
+
+    run_instance(inst.id)
+
+    assert calls["locked"] == 1
+    assert list(Step.objects.filter(instance_id=inst.id).values_list("key", "status")) == [
+        ("first#1", "succeeded")
+    ]
+
+
 # --- a claim locks the row (PostgreSQL) -----------------------------------------------
 
 
@@ -159,3 +212,39 @@ def test_a_delivery_that_arrives_while_another_run_is_claiming_waits_for_it_and_
     advance("2 minutes")
     assert calls["locked"] == 1
     assert inst.status() == {"status": "complete", "output": "ran", "error": None}
+
+
+def take_over_once_this_run_waits(instance_id: str) -> str:
+    """Claim the instance from another connection as a second run would, and hold the row
+    until this run's end-of-attempt write waits for it."""
+    calls["locked"] += 1
+    holding = threading.Event()
+    other = threading.Thread(target=claim_until_the_other_waits, args=(instance_id, backend_pid(), holding))
+    other.start()
+    assert holding.wait(10)
+    calls["claimer"] = other  # joined by the test
+    return "ran"
+
+
+@workflow("claims-test-end-write-waits")
+def end_write_waits(event, step):
+    return step.do("step", take_over_once_this_run_waits, step.instance_id)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("heartbeat", [False, True], ids=["lease-per-attempt", "heartbeat"])
+def test_a_step_ending_while_another_run_claims_the_instance_waits_for_it_and_records_nothing(
+    heartbeat, monkeypatch
+):
+    if heartbeat:  # as in a cluster worker: the guard locks the row without moving the lease
+        monkeypatch.setattr(leases, "after_attempt", lambda now: None)
+    inst = workflows.create("claims-test-end-write-waits")
+    try:
+        outcome = run_instance(inst.id)
+    finally:
+        calls["claimer"].join(15)
+
+    assert outcome == "stopped"
+    assert calls["locked"] == 1
+    assert attempts(inst) == [(1, "running", "")]

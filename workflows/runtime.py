@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from django.db import DatabaseError, connection, transaction
 from django_q.exceptions import TimeoutException
 
-from . import clock, leases, lifecycle, shutdown
+from . import attempt_sql, clock, leases, lifecycle, shutdown
 from .attempts import MAX_TRACEBACK_CHARS, ControlFlow, Failure, call_step
 from .conf import setting
 from .definition import RetryPolicy, describe_duration, get_workflow
@@ -200,13 +200,16 @@ class _Run:
         if instance.status == Status.PAUSED:
             lifecycle.stop_paused(instance)
             return True
-        # Every run gets at least one step, so a short slice still makes progress; a
-        # draining worker (its cluster is stopping) hands the instance back at once.
-        sliced = self.steps_started and time.monotonic() - self.started > setting("RUN_SLICE_SECONDS")
-        if sliced or shutdown.draining():
+        if self._must_hand_back():
             lifecycle.hand_back(instance, clock.now())
             return True
         return False
+
+    def _must_hand_back(self) -> bool:
+        """Before a new step: the run has used up its time slice (every run gets at least
+        one step, so a short slice still makes progress), or its cluster is stopping."""
+        sliced = self.steps_started and time.monotonic() - self.started > setting("RUN_SLICE_SECONDS")
+        return bool(sliced) or shutdown.draining()
 
     # --- identity of steps -------------------------------------------------------------
 
@@ -340,27 +343,33 @@ class _Run:
     def _start_attempt(
         self, step: Step | None, key: str, name: str, limit: timedelta
     ) -> tuple[Step, StepRun]:
-        def write(instance: Instance) -> tuple[Step, StepRun]:
-            now = clock.now()
-            record = step or self._new_step(key, name, StepKind.DO, now, attempts=0)
-            record.status = StepStatus.RUNNING
-            record.attempts += 1
-            record.wake_at = None
+        now = clock.now()
+        record = step or self._new_step(key, name, StepKind.DO, now, attempts=0)
+        record.status = StepStatus.RUNNING
+        record.attempts += 1
+        record.wake_at = None
+        attempt = StepRun(attempt=record.attempts, started_at=now)
+        # Without a heartbeat the lease must outlive the attempt, or the run would be
+        # presumed dead.
+        lease = leases.for_attempt(now, limit)
+
+        def write(instance: Instance) -> None:
             if record.pk is None:
                 record.save()
             else:
                 record.save(update_fields=["status", "attempts", "wake_at"])
-            attempt = StepRun.objects.create(step=record, attempt=record.attempts, started_at=now)
-            # Without a heartbeat the lease must outlive the attempt, or the run would be
-            # presumed dead.
-            lifecycle.extend_lease(instance, leases.for_attempt(now, limit))
-            return record, attempt
+            attempt.step = record
+            attempt.save()
+            lifecycle.extend_lease(instance, lease)
 
         # The start of an attempt need not be durable: the end is, and its commit makes
         # this one durable too. A database crash in between only loses the attempt count.
-        step, attempt = self._transact(write, new_step=True, durable=False)
-        self.history[key] = step
-        return step, attempt
+        if self._in_one_statement(attempt_sql.start, lease, record, attempt, new_step=True):
+            self.steps_started += 1
+        else:
+            self._transact(write, new_step=True, durable=False)
+        self.history[key] = record
+        return record, attempt
 
     def _end_attempt(
         self,
@@ -371,51 +380,59 @@ class _Run:
         result: Any = None,
         failure: Failure | None = None,
     ) -> Step:
-        def write(instance: Instance) -> Step:
-            now = clock.now()
-            run = attempt or step.runs.filter(outcome=StepRun.Outcome.RUNNING).last()
-            if failure is None:
-                step.status = StepStatus.SUCCEEDED
-                step.result = result
-                step.error = None
-                step.completed_at = now
+        now = clock.now()
+        if failure is None:
+            step.status = StepStatus.SUCCEEDED
+            step.result = result
+            step.error = None
+            step.completed_at = now
+        else:
+            step.error = _error_dict(failure.type, failure.message)
+            if failure.retryable and step.attempts <= policy.limit:
+                step.status = StepStatus.RETRYING
+                step.wake_at = now + (
+                    policy.delay_before_retry(step.attempts) if failure.wait_before_retry else timedelta(0)
+                )
             else:
-                step.error = _error_dict(failure.type, failure.message)
-                if failure.retryable and step.attempts <= policy.limit:
-                    step.status = StepStatus.RETRYING
-                    step.wake_at = now + (
-                        policy.delay_before_retry(step.attempts)
-                        if failure.wait_before_retry
-                        else timedelta(0)
-                    )
-                else:
-                    step.status = StepStatus.FAILED
-                    step.completed_at = now
+                step.status = StepStatus.FAILED
+                step.completed_at = now
+        lease = leases.after_attempt(now)
+
+        def write(instance: Instance) -> None:
+            run = attempt
+            if run is None:  # abandoned: the attempt its dead worker left running
+                run = step.runs.filter(outcome=StepRun.Outcome.RUNNING).last()
+                if run is not None:
+                    _record_outcome(run, now, failure)
             step.save(update_fields=["status", "result", "error", "wake_at", "completed_at"])
             if run is not None:
-                run.outcome = StepRun.Outcome.SUCCEEDED if failure is None else StepRun.Outcome.FAILED
-                run.ended_at = now
-                run.duration_ms = (now - run.started_at).total_seconds() * 1000
-                if failure is not None:
-                    run.error_type = failure.type
-                    run.error_message = failure.message
-                    run.traceback = failure.traceback
-                run.save(
-                    update_fields=[
-                        "outcome",
-                        "ended_at",
-                        "duration_ms",
-                        "error_type",
-                        "error_message",
-                        "traceback",
-                    ]
-                )
-            lifecycle.extend_lease(instance, leases.after_attempt(now))
-            return step
+                run.save(update_fields=_OUTCOME_FIELDS)
+            lifecycle.extend_lease(instance, lease)
 
-        step = self._transact_retrying(write)
+        if attempt is not None:
+            _record_outcome(attempt, now, failure)
+        if attempt is None or not self._in_one_statement(attempt_sql.end, lease, step, attempt):
+            self._transact_retrying(write)
         self.history[step.key] = step
         return step
+
+    def _in_one_statement(
+        self,
+        write: Callable[..., bool],
+        lease: datetime | None,
+        step: Step,
+        attempt: StepRun,
+        *,
+        new_step: bool = False,
+    ) -> bool:
+        """Try `write` (one of attempt_sql's) where it applies; False: take the general path."""
+        if not attempt_sql.applies() or (new_step and self._must_hand_back()):
+            return False
+        try:
+            return write(self.instance_id, self.token, lease, step, attempt)
+        except DatabaseError:
+            logger.warning("run of %s: one-statement write failed; taking the general path", self.instance_id)
+            return False
 
     # --- step.sleep --------------------------------------------------------------------
 
@@ -494,6 +511,19 @@ class _Run:
             waited = describe_duration(step.wake_at - step.created_at)
             raise WaitTimeout(f'wait "{name}" for an event of type "{event_type}" timed out after {waited}')
         raise _Suspended
+
+
+_OUTCOME_FIELDS = ["outcome", "ended_at", "duration_ms", "error_type", "error_message", "traceback"]
+
+
+def _record_outcome(run: StepRun, now: datetime, failure: Failure | None) -> None:
+    run.outcome = StepRun.Outcome.SUCCEEDED if failure is None else StepRun.Outcome.FAILED
+    run.ended_at = now
+    run.duration_ms = (now - run.started_at).total_seconds() * 1000
+    if failure is not None:
+        run.error_type = failure.type
+        run.error_message = failure.message
+        run.traceback = failure.traceback
 
 
 # What a run's guarded writes read of the instance row (its params and output can be large).
