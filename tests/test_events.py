@@ -4,7 +4,7 @@ import pytest
 
 import workflows
 from workflows import WaitTimeout, workflow
-from workflows.models import Event
+from workflows.models import Event, Step
 from workflows.testing import advance, run_until_idle
 
 pytestmark = pytest.mark.django_db
@@ -28,6 +28,32 @@ def test_an_event_sent_while_waiting_resumes_the_instance_with_its_payload():
     assert inst.status()["status"] == "queued"
     run_until_idle()
     assert inst.status()["output"] == {"decision": {"approved": True}}
+
+
+def test_an_event_sent_while_waiting_is_taken_by_the_wait_in_the_same_transaction():
+    inst = workflows.create("events-test-approval")
+    run_until_idle()
+
+    inst.send_event("approval", {"approved": True})
+
+    # Before any run: the resumed run only replays the wait (so nothing is left for it
+    # to write, and the event cannot be taken by another wait meanwhile).
+    wait = Step.objects.get(instance_id=inst.id, kind="wait")
+    assert (wait.status, wait.result) == ("succeeded", {"approved": True})
+    assert Event.objects.get(instance_id=inst.id).consumed_by == wait
+    run_until_idle()
+    assert inst.status()["output"] == {"decision": {"approved": True}}
+
+
+def test_an_event_of_the_awaited_type_sent_after_the_wait_timed_out_is_kept():
+    inst = workflows.create("events-test-approval")
+    run_until_idle()
+    advance("2 hours")
+    assert inst.status()["output"] == {"timed_out": True}
+
+    with pytest.raises(workflows.InvalidState):
+        inst.send_event("approval", {"approved": "late"})
+    assert not Event.objects.filter(instance_id=inst.id).exists()
 
 
 def test_an_event_sent_before_the_wait_is_kept_and_consumed_by_it():

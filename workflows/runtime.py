@@ -25,13 +25,13 @@ from typing import Any, TypeVar
 from django.db import DatabaseError, connection, transaction
 from django_q.exceptions import TimeoutException
 
-from . import attempt_sql, clock, leases, lifecycle, shutdown
+from . import attempt_sql, clock, inbox, leases, lifecycle, shutdown
 from .attempts import MAX_TRACEBACK_CHARS, ControlFlow, Failure, call_step
 from .conf import setting
 from .definition import RetryPolicy, describe_duration, get_workflow
 from .dispatch import enqueue_run
 from .errors import NonDeterminismError, StepFailed, WaitTimeout
-from .models import Event, Instance, Status, Step, StepKind, StepRun, StepStatus
+from .models import Instance, Status, Step, StepKind, StepRun, StepStatus
 from .names import MAX_STEP_NAME, checked_name
 from .payloads import to_json_value
 from .step import StepContext, WorkflowEvent
@@ -479,20 +479,10 @@ class _Run:
                 )
                 # send_event locks the instance too, so no event slips in between this
                 # look and the suspend below.
-                event = (
-                    Event.objects.filter(
-                        instance_id=self.instance_id, type=event_type, consumed_at__isnull=True
-                    )
-                    .order_by("id")
-                    .first()
-                )
+                event = inbox.oldest_kept(self.instance_id, event_type)
                 if event is not None:
-                    record.status = StepStatus.SUCCEEDED
-                    record.result = event.payload
-                    record.completed_at = now
+                    inbox.satisfy(record, event, now)
                     record.save()
-                    event.consumed_at = now
-                    event.consumed_by = record
                     event.save(update_fields=["consumed_at", "consumed_by"])
                 elif now >= record.wake_at:
                     record.status = StepStatus.TIMED_OUT

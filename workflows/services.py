@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from . import clock, lifecycle
+from . import clock, inbox, lifecycle
 from .definition import get_workflow
 from .errors import InstanceExists, InstanceNotFound, InvalidState
 from .models import Action, Event, Instance, Status, Step, StepStatus
@@ -106,9 +106,11 @@ def send_event(*, instance_id: str, event_type: str, payload: Any = None) -> Eve
                 f'cannot send event "{event_type}" to instance "{instance_id}": it is {instance.status}'
             )
         now = clock.now()
-        event = Event.objects.create(instance=instance, type=event_type, payload=payload, created_at=now)
+        event = Event(instance=instance, type=event_type, payload=payload, created_at=now)
         if lifecycle.wakes_for(instance, event_type):
+            inbox.hand_to_waiting_step(instance, event, now)
             lifecycle.queue(instance, now)
+        event.save()
     return event
 
 
