@@ -48,17 +48,27 @@ def claimable(now: datetime) -> QuerySet[Instance]:
 def claim(instance_id: str, *, now: datetime) -> Instance | None:
     """Take a claimable instance for a new run, in one guarded UPDATE: two claims at once
     are serialised by the row lock, and the second finds it no longer claimable."""
-    token = uuid.uuid4().hex
-    claimed = (
-        claimable(now)
-        .filter(pk=instance_id)
-        .update(
-            status=Status.RUNNING, lease_token=token, lease_expires_at=leases.on_claim(now), updated_at=now
-        )
+    changes = {
+        "status": Status.RUNNING.value,
+        "lease_token": uuid.uuid4().hex,
+        "lease_expires_at": leases.on_claim(now),
+        "updated_at": now,
+    }
+    # UPDATE ... RETURNING: the claimed row comes back in the same round trip. (The
+    # ORM's update() returns a count only.)
+    query = claimable(now).filter(pk=instance_id).query
+    compiler = query.get_compiler(using=Instance.objects.db)
+    where, where_params = compiler.compile(query.where)
+    connection = compiler.connection
+    fields = [Instance._meta.get_field(name) for name in changes]
+    assignments = ", ".join(f"{connection.ops.quote_name(field.column)} = %s" for field in fields)
+    values = [field.get_db_prep_save(changes[field.name], connection) for field in fields]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in Instance._meta.concrete_fields)
+    table = connection.ops.quote_name(Instance._meta.db_table)
+    claimed = Instance.objects.raw(
+        f"UPDATE {table} SET {assignments} WHERE {where} RETURNING {columns}", [*values, *where_params]
     )
-    if not claimed:
-        return None
-    return Instance.objects.filter(pk=instance_id, lease_token=token).first()
+    return next(iter(claimed), None)
 
 
 def release(instance: Instance) -> list[str]:
