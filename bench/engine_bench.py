@@ -911,7 +911,7 @@ def section_wake_lateness(args: argparse.Namespace, clusters: Clusters) -> dict[
         # the load (50 creations and 50 wake-ups a second at the default sizes).
         "lateness_p50_ms_first_tenth_created": round(statistics.median(first_tenth), 3) if lateness else None,
         "lateness_p50_ms_last_tenth_created": round(statistics.median(last_tenth), 3) if lateness else None,
-        "target_p95_ms": 1000,
+        "target_p95_ms": 100,  # issue 8: p95 <= 100 ms with 100,000 asleep
         "sleepers_still_waiting": sleepers.filter(status=Status.WAITING).count(),
         "instances_running_or_queued_after": Instance.objects.filter(
             status__in=[Status.RUNNING, Status.QUEUED]
