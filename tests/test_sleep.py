@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import workflows
-from workflows import workflow
-from workflows.models import Instance
+from workflows import clock, timers, workflow
+from workflows.models import Instance, Step
 from workflows.testing import advance, run_until_idle
 
 pytestmark = pytest.mark.django_db
@@ -34,6 +34,22 @@ def test_a_sleeping_instance_holds_no_lease_and_records_its_wake_time():
     row = Instance.objects.get(pk=inst.id)
     assert row.lease_token == ""
     assert row.wake_at - row.created_at >= timedelta(days=30)
+
+
+def test_the_timer_that_wakes_a_sleeper_records_its_sleep_over_and_the_run_only_replays_it():
+    inst = workflows.create("sleep-test-month")
+    run_until_idle()
+    clock.shift(timedelta(days=30))
+
+    assert timers.tick() == 1
+
+    nap = Step.objects.get(instance_id=inst.id)
+    assert nap.status == "succeeded"
+    assert nap.completed_at >= nap.wake_at
+    assert Instance.objects.get(pk=inst.id).status == "queued"
+    run_until_idle()
+    assert inst.status()["output"] == "woke"
+    assert Step.objects.get(instance_id=inst.id).completed_at == nap.completed_at  # not written again
 
 
 @workflow("sleep-test-until")

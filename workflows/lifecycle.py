@@ -19,11 +19,11 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 
 from . import clock, leases
 from .dispatch import enqueue_run
-from .models import Instance, Status
+from .models import Instance, Status, Step, StepKind, StepStatus
 from .signals import instance_finished
 
 logger = logging.getLogger(__name__)
@@ -196,6 +196,16 @@ def wake_due_instances(*, now: datetime | None = None) -> int:
         Instance.objects.filter(pk__in=ids, status=Status.WAITING).update(
             status=Status.QUEUED, wake_at=None, waiting_for="", updated_at=now
         )
+        # Their sleeps are over: recorded here for the whole batch, so each resumed run
+        # replays its sleep instead of writing it (runtime.sleep_step does the same for
+        # a sleep it finds over by itself).
+        Step.objects.filter(
+            instance_id__in=ids,
+            generation=F("instance__generation"),
+            kind=StepKind.SLEEP,
+            status=StepStatus.SLEEPING,
+            wake_at__lte=now,
+        ).update(status=StepStatus.SUCCEEDED, completed_at=now)
         for instance_id in ids:
             enqueue_run(instance_id)
     return len(ids)
