@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench chromium clean
+.PHONY: run test lint bench mutate chromium clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +39,8 @@ lint: $(VENV)/.installed
 # secret key: this one is for tests only. The test client and the live server speak plain
 # HTTP, so HTTPS redirects and Secure cookies are off (tests/test_production.py turns them
 # on in the servers it starts).
-test bench: export DJANGO_SECRET_KEY := test-only-key-not-secret-6c1f0d9e2b7a4c58
-test bench: export DJANGO_HTTPS := 0
+test bench mutate: export DJANGO_SECRET_KEY := test-only-key-not-secret-6c1f0d9e2b7a4c58
+test bench mutate: export DJANGO_HTTPS := 0
 test: $(VENV)/.installed chromium lint
 	$(VENV)/bin/pytest
 
@@ -48,6 +48,16 @@ bench: $(VENV)/.installed
 	$(PY) bench/timer_latency.py
 	$(PY) bench/dashboard_list.py
 	$(PY) bench/engine_bench.py
+
+# Mutation testing of the engine core against the fast in-process tests (docs/testing.md;
+# [tool.mutmut] in pyproject.toml). Too slow for `make test`: about an hour on one core.
+# Results are kept in mutants/ and only changed functions are tested again; delete it
+# for a clean run. Then: the score per module (killed or timed out / all mutants).
+mutate: $(VENV)/.installed
+	$(VENV)/bin/mutmut run --max-children 1
+	$(VENV)/bin/mutmut results --all true | awk -F'[.:] *' \
+	  '{ n[$$2]++; all++ } / (killed|timeout)$$/ { k[$$2]++; kall++ } \
+	  END { for (m in n) printf "%-10s %4d / %4d\n", m, k[m], n[m] | "sort"; close("sort"); printf "%-10s %4d / %4d\n", "overall", kall, all }'
 
 clean:
 	rm -rf $(VENV) db.sqlite3* staticfiles .pytest_cache .ruff_cache
