@@ -98,6 +98,8 @@ def test_lifecycle_subcommands_drive_the_instance():
     assert cli("retry", "cycle").strip() == "cycle is now queued"
     run_until_idle()
     assert cli("restart", "cycle").strip() == "cycle is now queued"
+    run_until_idle()
+    assert cli("restart", "cycle", "--from-step", "boom").strip() == "cycle is now queued"
     assert cli("pause", "cycle").strip() == "cycle is now paused"
     assert cli("resume", "cycle").strip() == "cycle is now queued"
     assert cli("terminate", "cycle").strip() == "cycle is now terminated"
@@ -115,6 +117,7 @@ def test_lifecycle_subcommands_drive_the_instance():
         (["resume", "existing"], 'cannot resume instance "existing": it is queued'),
         (["retry", "existing"], 'cannot retry instance "existing": it is queued'),
         (["pause", "missing"], 'no instance with id "missing"'),
+        (["restart", "existing", "--from-step", "nope"], 'no recorded step named "nope"'),
         (["list", "--limit", "99999999999999999999"], "--limit: must be a whole number from 1 to 10,000"),
         (["list", "--limit", "10001"], "--limit: must be a whole number from 1 to 10,000, got '10001'"),
         (["list", "--limit", "9" * 5000], r"--limit: must be a whole number .*, got '999.*\.\.\.$"),

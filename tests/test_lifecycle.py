@@ -7,6 +7,7 @@ import pytest
 import workflows
 from workflows import InvalidState, workflow
 from workflows.models import Instance, Step
+from workflows.services import apply_lifecycle_action
 from workflows.signals import instance_finished
 from workflows.testing import advance, run_until_idle
 
@@ -66,6 +67,47 @@ def test_retry_gives_the_failed_step_its_whole_retry_budget_again():
     run_until_idle()
     assert calls["charge"] == 4  # two attempts, then two more after retry()
     assert inst.status()["status"] == "errored"
+
+
+def test_retry_puts_the_failed_step_back_to_unfinished_with_no_attempts():
+    inst = workflows.create("lifecycle-test-order")
+    run_until_idle()
+    inst.retry()
+
+    charge_step = Step.objects.get(instance_id=inst.id, key="charge#1")
+    assert (charge_step.status, charge_step.attempts, charge_step.completed_at) == ("retrying", 0, None)
+
+
+def test_retry_leaves_the_failed_steps_of_other_instances_as_they_were_recorded():
+    retried = workflows.create("lifecycle-test-order", id="retried")
+    workflows.create("lifecycle-test-order", id="left-alone")
+    run_until_idle()
+
+    broken["charge"] = False
+    retried.retry()
+    run_until_idle()
+    advance("1 hour")
+
+    assert retried.status()["status"] == "complete"
+    assert workflows.get("left-alone").status()["status"] == "errored"
+    left = Step.objects.get(instance_id="left-alone", key="charge#1")
+    assert (left.status, left.attempts) == ("failed", 2)
+
+
+def test_retry_after_a_restart_leaves_the_earlier_generation_as_it_was_recorded():
+    inst = workflows.create("lifecycle-test-order")
+    run_until_idle()
+    inst.restart()
+    run_until_idle()
+    assert inst.status()["status"] == "errored"
+
+    inst.retry()
+
+    steps = Step.objects.filter(instance_id=inst.id, key="charge#1").order_by("generation")
+    assert list(steps.values_list("generation", "status", "attempts")) == [
+        (1, "failed", 2),
+        (2, "retrying", 0),
+    ]
 
 
 @workflow("lifecycle-test-handled-failure")
@@ -135,6 +177,57 @@ def test_restart_discards_step_results_and_runs_from_the_start_with_the_same_par
     assert calls == {"load": 2, "charge": 2, "ship": 2}
     row = Instance.objects.get(pk=inst.id)
     assert (row.generation, row.params) == (2, {"order": 1})
+
+
+def test_restart_from_a_step_keeps_the_steps_before_it_and_runs_that_step_and_the_rest_again():
+    broken["charge"] = False
+    inst = workflows.create("lifecycle-test-order")
+    run_until_idle()
+    advance("1 hour")
+    assert calls == {"load": 1, "charge": 1, "ship": 1}
+
+    inst.restart(from_step="charge")
+    run_until_idle()
+    advance("1 hour")
+
+    assert inst.status()["output"] == "shipped"
+    assert calls == {"load": 1, "charge": 2, "ship": 2}
+    row = Instance.objects.get(pk=inst.id)
+    kept = Step.objects.get(instance=row, generation=row.generation, name="load")
+    assert kept.runs.count() == 1  # its attempt is kept with it
+    # The previous generation stays as it was recorded.
+    assert Step.objects.filter(instance=row, generation=row.generation - 1).count() == 4
+
+
+def test_restart_from_the_first_step_is_a_restart_from_the_start():
+    broken["charge"] = False
+    inst = workflows.create("lifecycle-test-order")
+    run_until_idle()
+    inst.restart(from_step="load")
+    run_until_idle()
+    assert calls == {"load": 2, "charge": 2}
+
+
+@pytest.mark.parametrize(
+    ("from_step", "error"),
+    [
+        ("refund", 'instance "restart-me" has no recorded step named "refund" to restart from'),
+        ("ship", 'has no recorded step named "ship"'),  # not reached yet
+        ("", "from_step must be a non-empty string"),
+        ("char\x00ge", "from_step 'char\\\\x00ge' contains a NUL character"),
+    ],
+)
+def test_restart_from_a_step_never_recorded_is_refused_and_changes_nothing(from_step, error):
+    broken["charge"] = False
+    inst = workflows.create("lifecycle-test-order", id="restart-me")
+    run_until_idle()
+    before = list(Instance.objects.values_list("status", "generation", "wake_at"))
+
+    with pytest.raises(ValueError, match=error):
+        inst.restart(from_step=from_step)
+
+    assert list(Instance.objects.values_list("status", "generation", "wake_at")) == before
+    assert calls == {"load": 1, "charge": 1}
 
 
 def test_restart_of_a_sleeping_instance_cancels_the_sleep():
@@ -236,6 +329,26 @@ def test_lifecycle_calls_that_make_no_sense_raise_invalid_state(action, status):
     with pytest.raises(InvalidState, match=f"it is {status}"):
         getattr(inst, action)()
     assert inst.status()["status"] == status
+
+
+def test_a_refused_lifecycle_call_says_which_statuses_allow_it():
+    inst = workflows.create("lifecycle-test-order", id="order-1")
+    run_until_idle()
+
+    with pytest.raises(InvalidState) as refused:
+        inst.pause()
+
+    assert str(refused.value) == (
+        'cannot pause instance "order-1": it is errored (only possible when queued or running or waiting)'
+    )
+
+
+def test_an_unknown_lifecycle_action_is_refused_naming_the_actions_there_are():
+    inst = workflows.create("lifecycle-test-order")
+    with pytest.raises(ValueError) as refused:
+        apply_lifecycle_action(instance_id=inst.id, action="explode")
+    assert str(refused.value) == "unknown action 'explode': use pause, resume, terminate, restart, retry"
+    assert inst.status()["status"] == "queued"
 
 
 @pytest.mark.parametrize("action", ["pause", "resume", "terminate", "restart", "retry", "status"])

@@ -186,3 +186,35 @@ def test_a_run_past_its_time_slice_hands_the_instance_back_between_steps(setting
     run_until_idle()  # each run makes one step of progress
     assert inst.status()["output"] == [0, 1, 2]
     assert calls == {"poll": 3}
+
+
+def flaky_reporting_its_attempt(fail_until: int) -> dict:
+    info = workflows.step_info()
+    if info.attempt < fail_until:
+        raise ConnectionError(f"attempt {info.attempt} failed")
+    return {"instance": info.instance_id, "name": info.name, "attempt": info.attempt}
+
+
+@workflow("steps-test-step-info")
+def step_info_flow(event, step):
+    return step.do("call api", flaky_reporting_its_attempt, 3, retries={"limit": 5, "delay": 0})
+
+
+def test_step_info_tells_a_step_function_its_instance_name_and_attempt():
+    inst = workflows.create("steps-test-step-info", id="info-1")
+    run_until_idle()
+    assert inst.status()["output"] == {"instance": "info-1", "name": "call api", "attempt": 3}
+
+
+@workflow("steps-test-step-info-outside")
+def step_info_outside_flow(event, step):
+    step.do("fine", lambda: None)
+    return workflows.step_info()  # in the workflow body, not in a step
+
+
+def test_step_info_outside_a_step_raises_runtime_error():
+    with pytest.raises(RuntimeError, match=r"only be called inside a step function"):
+        workflows.step_info()
+    inst = workflows.create("steps-test-step-info-outside")
+    run_until_idle()
+    assert inst.status()["error"]["type"] == "RuntimeError"

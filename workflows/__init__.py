@@ -3,6 +3,7 @@
 Re-exports only; nothing here touches the ORM at import time.
 """
 
+from .attempts import StepInfo, step_info
 from .client import Instance, create, create_batch, get
 from .clock import now
 from .definition import RetryPolicy, parse_duration, registered_workflows, workflow
@@ -28,6 +29,7 @@ __all__ = [
     "PayloadError",
     "RetryPolicy",
     "StepFailed",
+    "StepInfo",
     "WaitTimeout",
     "WorkflowNotFound",
     "create",
@@ -36,5 +38,6 @@ __all__ = [
     "now",
     "parse_duration",
     "registered_workflows",
+    "step_info",
     "workflow",
 ]

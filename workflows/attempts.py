@@ -13,6 +13,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -48,16 +49,38 @@ class Failure:
     wait_before_retry: bool = True
 
 
+@dataclass(frozen=True)
+class StepInfo:
+    """What `workflows.step_info()` tells a step function about the attempt it runs in."""
+
+    instance_id: str
+    name: str
+    attempt: int  # counts from 1
+
+
+_current_step: ContextVar[StepInfo | None] = ContextVar("durable_current_step", default=None)
+
+
+def step_info() -> StepInfo:
+    """The instance, step name and attempt number of the step function calling this."""
+    info = _current_step.get()
+    if info is None:
+        raise RuntimeError("workflows.step_info() can only be called inside a step function (step.do)")
+    return info
+
+
 def call_step(
-    fn: Callable[..., Any], args: tuple, kwargs: dict, name: str, attempt: int, limit: timedelta
+    fn: Callable[..., Any], args: tuple, kwargs: dict, info: StepInfo, limit: timedelta
 ) -> tuple[Any, Failure | None]:
     """Call a step function once; return (result, None) or (None, how it failed)."""
+    name, attempt = info.name, info.attempt
     seconds = limit.total_seconds()
     started = time.monotonic()
     timed_out = Failure(
         "StepTimeout",
         f'attempt {attempt} of step "{name}" went past its timeout of {describe_duration(limit)}',
     )
+    current = _current_step.set(info)
     try:
         with _interrupt_after(seconds):
             result = fn(*args, **kwargs)
@@ -72,6 +95,8 @@ def call_step(
             traceback.format_exc()[-MAX_TRACEBACK_CHARS:],
             retryable=not isinstance(exc, NonRetryableError),
         )
+    finally:
+        _current_step.reset(current)
     if time.monotonic() - started > seconds:
         return None, timed_out
     try:

@@ -49,10 +49,12 @@ class Instance:
 
         terminate_instance(instance_id=self.id)
 
-    def restart(self) -> None:
+    def restart(self, from_step: str | None = None) -> None:
+        """Run again from the start, or from the first step named `from_step` (the steps
+        recorded before it are kept)."""
         from .services import restart_instance
 
-        restart_instance(instance_id=self.id)
+        restart_instance(instance_id=self.id, from_step=from_step)
 
     def retry(self) -> None:
         from .services import retry_instance

@@ -26,7 +26,7 @@ from django.db import DatabaseError, connection, transaction
 from django_q.exceptions import TimeoutException
 
 from . import attempt_sql, clock, inbox, leases, lifecycle, shutdown
-from .attempts import MAX_TRACEBACK_CHARS, ControlFlow, Failure, call_step
+from .attempts import MAX_TRACEBACK_CHARS, ControlFlow, Failure, StepInfo, call_step
 from .conf import setting
 from .definition import RetryPolicy, describe_duration, get_workflow
 from .dispatch import enqueue_run
@@ -331,7 +331,8 @@ class _Run:
                 if step.status not in (StepStatus.RETRYING, StepStatus.RUNNING):
                     raise AssertionError(f"unexpected status {step.status} for {key}")
             step, attempt = self._start_attempt(step, key, name, limit)
-            result, failure = call_step(fn, args, kwargs, name, step.attempts, limit)
+            info = StepInfo(self.instance_id, name, step.attempts)
+            result, failure = call_step(fn, args, kwargs, info, limit)
             step = self._end_attempt(step, attempt, policy, result=result, failure=failure)
 
     def _suspend_until(self, wake_at: datetime) -> None:

@@ -14,8 +14,8 @@ from django.db import IntegrityError, transaction
 from . import clock, inbox, lifecycle
 from .definition import get_workflow
 from .errors import InstanceExists, InstanceNotFound, InvalidState
-from .models import Action, Event, Instance, Status, Step, StepStatus
-from .names import MAX_EVENT_TYPE, checked_instance_id, checked_name, is_instance_id
+from .models import Action, Event, Instance, Status, Step, StepRun, StepStatus
+from .names import MAX_EVENT_TYPE, MAX_STEP_NAME, checked_instance_id, checked_name, is_instance_id
 from .payloads import to_json_value
 
 
@@ -141,16 +141,54 @@ def terminate_instance(*, instance_id: str) -> Instance:
     return instance
 
 
-def restart_instance(*, instance_id: str) -> Instance:
-    """Discard every step result and run again from the start with the same params.
+def restart_instance(*, instance_id: str, from_step: str | None = None) -> Instance:
+    """Discard every step result and run again from the start with the same params; or,
+    `from_step`: keep the steps recorded before the first step of that name and run
+    again from there.
 
-    The old steps stay in the database under the previous generation, for the record.
+    The old steps stay in the database under the previous generation, for the record
+    (events consumed by discarded waits stay consumed); kept steps are copied, with
+    their attempts, into the new one.
     """
+    if from_step is not None:
+        checked_name(from_step, what="from_step", max_length=MAX_STEP_NAME)
     with transaction.atomic():
         instance = _locked(instance_id)
         _require(instance, "restart")
+        kept = [] if from_step is None else _steps_before(instance, from_step)
         lifecycle.reopen(instance, clock.now(), new_generation=True)
+        _copy_steps(kept, generation=instance.generation)
     return instance
+
+
+def _steps_before(instance: Instance, name: str) -> list[Step]:
+    steps = list(
+        Step.objects.filter(instance=instance, generation=instance.generation)
+        .order_by("id")
+        .prefetch_related("runs")
+    )
+    names = [step.name for step in steps]
+    if name not in names:
+        raise ValueError(f'instance "{instance.id}" has no recorded step named "{name}" to restart from')
+    return steps[: names.index(name)]
+
+
+def _copy_steps(steps: list[Step], *, generation: int) -> None:
+    """Copy `steps` (in their recorded order) and their attempts into `generation`."""
+    # One INSERT: the copies get increasing ids, so their recorded order is kept.
+    copies = Step.objects.bulk_create([_copy(step, id=None, generation=generation) for step in steps])
+    StepRun.objects.bulk_create(
+        [
+            _copy(run, id=None, step_id=copy.pk)
+            for step, copy in zip(steps, copies, strict=True)
+            for run in step.runs.all()
+        ]
+    )
+
+
+def _copy(row, **changes):
+    values = {field.attname: getattr(row, field.attname) for field in row._meta.concrete_fields}
+    return type(row)(**{**values, **changes})
 
 
 def retry_instance(*, instance_id: str) -> Instance:

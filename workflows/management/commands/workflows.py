@@ -95,6 +95,10 @@ class Command(BaseCommand):
         for action in Action.values:
             command = commands.add_parser(action, help=f"{action} an instance")
             command.add_argument("instance_id", type=_text)
+            if action == Action.RESTART:
+                command.add_argument(
+                    "--from-step", type=_text, help="keep the steps before the first step of this name"
+                )
 
     def handle(self, *args: Any, subcommand: str, **options: Any) -> None:
         try:
@@ -121,7 +125,14 @@ class Command(BaseCommand):
             )
             self.stdout.write(f"sent {options['type']} to {options['instance_id']}")
         else:
-            instance = services.apply_lifecycle_action(instance_id=options["instance_id"], action=subcommand)
+            if subcommand == Action.RESTART:
+                instance = services.restart_instance(
+                    instance_id=options["instance_id"], from_step=options["from_step"]
+                )
+            else:
+                instance = services.apply_lifecycle_action(
+                    instance_id=options["instance_id"], action=subcommand
+                )
             self.stdout.write(f"{instance.id} is now {instance.status}")
 
     def _list(self, options: dict[str, Any]) -> None:
