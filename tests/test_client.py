@@ -81,6 +81,24 @@ def test_create_batch_creates_nothing_when_one_item_is_bad():
     assert list(Instance.objects.values_list("id", flat=True)) == ["exists"]
 
 
+def test_create_batch_refuses_anything_but_a_list_saying_what_it_got():
+    with pytest.raises(ValueError) as refused:
+        workflows.create_batch("client-test-echo", "a, b")
+    assert str(refused.value) == "instances to create must be a list of dicts, got str"
+
+
+def test_create_batch_names_each_repeated_id_once_and_only_the_ids_already_taken():
+    workflows.create("client-test-echo", id="exists")
+    with pytest.raises(workflows.InstanceExists) as repeated:
+        workflows.create_batch("client-test-echo", [{"id": "b"}, {"id": "a"}, {"id": "b"}, {"id": "a"}])
+    with pytest.raises(workflows.InstanceExists) as taken:
+        workflows.create_batch("client-test-echo", [{"id": "new"}, {"id": "exists"}])
+
+    assert str(repeated.value) == "instance id(s) given more than once: a, b"
+    assert str(taken.value) == "instance id(s) already taken: exists"
+    assert list(Instance.objects.values_list("id", flat=True)) == ["exists"]
+
+
 def test_get_returns_a_handle_for_an_existing_instance():
     workflows.create("client-test-echo", id="known")
     assert workflows.get("known") == workflows.Instance("known")

@@ -121,7 +121,7 @@ def test_send_event_to_a_finished_instance_is_invalid_state():
 
 def test_send_event_checks_its_type_and_payload(small_payload_limit):
     inst = workflows.create("events-test-approval")
-    with pytest.raises(ValueError, match="event type"):
+    with pytest.raises(ValueError, match="^event type must be a non-empty string"):
         inst.send_event("", {})
     with pytest.raises(ValueError, match="JSON"):
         inst.send_event("approval", {"when": object()})

@@ -22,6 +22,13 @@ def nested(depth):
     return value
 
 
+def nested_objects(depth):
+    value = 1
+    for _ in range(depth):
+        value = {"in": value}
+    return value
+
+
 UNSTORABLE = [
     pytest.param({"note": "x\x00y"}, r'at \["note"\] contains a NUL character', id="nul"),
     pytest.param({"x\x00": 1}, "has a key that contains a NUL character", id="nul-in-key"),
@@ -35,6 +42,18 @@ UNSTORABLE = [
     pytest.param(nested(5000), "nested more than 100 levels deep", id="5000-levels"),
     pytest.param({"when": object()}, r'at \["when"\] must be JSON .* got object', id="object"),
     pytest.param({(1, 2): "tuple key"}, "JSON object keys are strings", id="tuple-key"),
+    pytest.param(
+        {2**63: "x"}, "has a key 9223372036854775808 of type int: JSON object keys", id="int-key-over-64-bits"
+    ),
+    pytest.param(nested_objects(101), "nested more than 100 levels deep", id="101-levels-of-objects"),
+    pytest.param(
+        {"deep": nested(100)}, r'at \["deep"\](\[0\]){99} is nested more than 100', id="too-deep-inside"
+    ),
+    pytest.param({"items": [1, "x\x00"]}, r'at \["items"\]\[1\] contains a NUL', id="two-levels-down"),
+    pytest.param(
+        {"outer": {"x\x00": 1}}, r'at \["outer"\] has a key that contains a NUL', id="nul-in-inner-key"
+    ),
+    pytest.param(["x\x00", None, True], r"at \[0\] contains a NUL", id="nul-before-null-and-true"),
 ]
 
 
@@ -60,6 +79,28 @@ def test_the_limits_themselves_are_allowed():
     inst = workflows.create("payloads-echo", params=value)
     run_until_idle()
     assert inst.status()["output"] == value
+
+
+def test_a_problem_with_the_whole_value_names_no_place():
+    with pytest.raises(PayloadError) as refused:
+        workflows.create("payloads-echo", params=float("nan"), id="i-1")
+    assert str(refused.value) == 'params of instance "i-1" must be JSON: nan is not a JSON number'
+
+
+def test_integer_keys_at_the_64_bit_limits_are_allowed_and_come_back_as_strings():
+    inst = workflows.create("payloads-echo", params={2**63 - 1: "max", -(2**63): "min"})
+    run_until_idle()
+    assert inst.status()["output"] == {"9223372036854775807": "max", "-9223372036854775808": "min"}
+
+
+def test_the_limit_counts_the_utf8_bytes_of_the_text_as_stored_not_escapes(small_payload_limit):
+    overhead = len(json.dumps(""))
+    fits = "é" * ((small_payload_limit - overhead) // 2)  # two bytes each in UTF-8
+    inst = workflows.create("payloads-echo", params=fits)
+    with pytest.raises(PayloadError, match="1,026 bytes serialised, over the limit of 1,024"):
+        workflows.create("payloads-echo", params=fits + "é")
+    run_until_idle()
+    assert inst.status()["output"] == fits
 
 
 def test_a_payload_error_is_a_value_error():
@@ -131,5 +172,6 @@ def test_a_workflow_returning_an_unstorable_value_errors_naming_the_place():
     ],
 )
 def test_json_typed_by_a_person_is_parsed_with_a_clear_error(text, message):
-    with pytest.raises(PayloadError, match=message):
+    with pytest.raises(PayloadError, match=message) as refused:
         parse_json_text(text, what="--params")
+    assert str(refused.value).startswith("--params ")
