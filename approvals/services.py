@@ -185,6 +185,12 @@ def cancel_pending_requests(*, instance_id: str, **signal_kwargs: Any) -> int:
     ).update(status=ApprovalRequest.Status.CANCELLED)
 
 
+def delete_requests_of(*, instance_ids: list[str], **signal_kwargs: Any) -> int:
+    """The instances were deleted (workflows.signals.instances_deleted): so are their requests."""
+    deleted, _ = ApprovalRequest.objects.filter(instance_id__in=instance_ids).delete()
+    return deleted
+
+
 def mark_expired(*, request_id: int) -> None:
     """The workflow stopped waiting: a still-pending request is expired."""
     ApprovalRequest.objects.filter(pk=request_id, status=ApprovalRequest.Status.PENDING).update(

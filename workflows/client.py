@@ -61,6 +61,12 @@ class Instance:
 
         retry_instance(instance_id=self.id)
 
+    def delete(self) -> None:
+        """Delete this finished instance now, with its steps, attempts and events."""
+        from .services import delete_instance
+
+        delete_instance(instance_id=self.id)
+
 
 def create(name: str, params: Any = None, id: str | None = None) -> Instance:
     """Create and queue an instance of the workflow `name`."""

@@ -1,5 +1,6 @@
 """The engine's settings, read at call time with defaults, so the app works in any Django
-project: set `DURABLE_<NAME>` in the project's settings to change one."""
+project: set `DURABLE_<NAME>` in the project's settings to change one. And the
+django-q2 configuration the engine needs: `Q_CLUSTER = q_cluster()`."""
 
 from __future__ import annotations
 
@@ -27,7 +28,51 @@ DEFAULTS: dict[str, Any] = {
     # A queued run's task not yet acknowledged after this long is delivered again (a
     # cluster that died with it in memory); a second delivery of a run is harmless.
     "REDELIVERY_SECONDS": 10.0,
+    # Finished instances (complete, errored, terminated) older than this are deleted with
+    # their steps, attempts and events by the cluster; @workflow(retention=...) overrides.
+    "RETENTION": "30 days",
 }
+
+
+DURABLE_BROKER = "workflows.broker.DurableBroker"
+
+# What the engine needs from django-q2 (checks.py reports a project that differs). It only
+# delivers "run instance X" tasks: the engine's tables decide what runs, so a task
+# delivered twice is harmless and django-q2 itself never retries one.
+_Q_CLUSTER_DEFAULTS: dict[str, Any] = {
+    "name": "durable",
+    # The ORM broker on the engine's database: a run is queued in the transaction that
+    # makes its instance runnable, and commits or rolls back with it.
+    "orm": "default",
+    # ... woken by PostgreSQL NOTIFY, redelivering a lost run after seconds (broker.py).
+    "broker_class": DURABLE_BROKER,
+    # A task runs until its instance suspends: the longest step timeout must fit in it.
+    "timeout": 3600,
+    "max_attempts": 1,
+    "ack_failures": True,
+    # Successes are not stored: the engine's tables record every run. (A positive limit
+    # makes django-q2 lock and load all stored successes on every task: a bottleneck.)
+    "save_limit": -1,
+    "catch_up": False,
+    "guard_cycle": 0.5,
+    "recycle": 500,
+    "label": "Task queue (django-q2)",
+}
+
+
+def q_cluster(**overrides: Any) -> dict[str, Any]:
+    """A `Q_CLUSTER` setting that runs the engine: `Q_CLUSTER = q_cluster(workers=4)`.
+
+    Any django-q2 key may be overridden. `retry` (when a task not acknowledged is
+    delivered again) follows `timeout`, ten minutes above it, and `bulk` (tasks taken per
+    look at the queue) follows `workers`, unless given.
+    """
+    cluster = {**_Q_CLUSTER_DEFAULTS, **overrides}
+    if cluster["timeout"] is not None:
+        cluster.setdefault("retry", cluster["timeout"] + 600)
+    if "workers" in cluster:
+        cluster.setdefault("bulk", cluster["workers"])
+    return cluster
 
 
 def setting(name: str) -> Any:

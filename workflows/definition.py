@@ -16,12 +16,30 @@ from .names import MAX_WORKFLOW_NAME, checked_name
 
 WorkflowFunction = Callable[[Any, Any], Any]
 
+
+@dataclass(frozen=True)
+class WorkflowOptions:
+    """What `@workflow(...)` says besides the name."""
+
+    # How long a finished instance is kept; None: DURABLE_RETENTION.
+    retention: timedelta | None = None
+
+
 _registry: dict[str, WorkflowFunction] = {}
+_options: dict[str, WorkflowOptions] = {}
 
 
-def workflow(name: str) -> Callable[[WorkflowFunction], WorkflowFunction]:
-    """Register the decorated function as the workflow called `name`."""
+def workflow(name: str, *, retention: Any = None) -> Callable[[WorkflowFunction], WorkflowFunction]:
+    """Register the decorated function as the workflow called `name`.
+
+    `retention`: how long its finished instances are kept (a duration; default the
+    DURABLE_RETENTION setting)."""
     checked_name(name, what="workflow name", max_length=MAX_WORKFLOW_NAME)
+    options = WorkflowOptions(
+        retention=None
+        if retention is None
+        else positive_duration(retention, what=f'workflow "{name}": retention')
+    )
 
     def register(fn: WorkflowFunction) -> WorkflowFunction:
         existing = _registry.get(name)
@@ -32,6 +50,7 @@ def workflow(name: str) -> Callable[[WorkflowFunction], WorkflowFunction]:
             )
         # The same function imported twice (module reloaded) simply replaces itself.
         _registry[name] = fn
+        _options[name] = options
         fn.workflow_name = name  # type: ignore[attr-defined]
         return fn
 
@@ -55,6 +74,10 @@ def get_workflow(name: str) -> WorkflowFunction:
 
 def registered_workflows() -> list[str]:
     return sorted(_registry)
+
+
+def workflow_options(name: str) -> WorkflowOptions:
+    return _options.get(name, WorkflowOptions())
 
 
 # --- durations ------------------------------------------------------------------------
@@ -102,6 +125,17 @@ def parse_duration(value: Duration) -> timedelta:
             f"({MAX_DURATION.days:,} days)"
         )
     return timedelta(seconds=seconds)
+
+
+def positive_duration(value: Duration, *, what: str) -> timedelta:
+    """parse_duration, refusing zero: `what` names the setting in the message."""
+    try:
+        length = parse_duration(value)
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc}") from None
+    if not length:
+        raise ValueError(f"{what}: must be longer than zero, got {value!r}")
+    return length
 
 
 def describe_duration(delta: timedelta) -> str:

@@ -85,6 +85,7 @@ class Instance(models.Model):
             models.Index(fields=["-created_at", "-id"], name="instance_newest_idx"),
             models.Index(fields=["workflow", "status"], name="instance_workflow_idx"),
             models.Index(fields=["status", "-created_at", "-id"], name="instance_status_newest_idx"),
+            models.Index(fields=["finished_at"], name="instance_finished_idx"),  # retention
         ]
         permissions = [
             (

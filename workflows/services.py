@@ -11,11 +11,18 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from . import clock, inbox, lifecycle
-from .definition import get_workflow
+from . import clock, inbox, lifecycle, retention
+from .definition import get_workflow, parse_duration
 from .errors import InstanceExists, InstanceNotFound, InvalidState
-from .models import Action, Event, Instance, Status, Step, StepRun, StepStatus
-from .names import MAX_EVENT_TYPE, MAX_STEP_NAME, checked_instance_id, checked_name, is_instance_id
+from .models import FINISHED_STATUSES, Action, Event, Instance, Status, Step, StepRun, StepStatus
+from .names import (
+    MAX_EVENT_TYPE,
+    MAX_STEP_NAME,
+    MAX_WORKFLOW_NAME,
+    checked_instance_id,
+    checked_name,
+    is_instance_id,
+)
 from .payloads import to_json_value
 
 
@@ -206,6 +213,34 @@ def retry_instance(*, instance_id: str) -> Instance:
         ).update(status=StepStatus.RETRYING, attempts=0, wake_at=None, completed_at=None)
         lifecycle.reopen(instance, clock.now(), new_generation=False)
     return instance
+
+
+def delete_instance(*, instance_id: str) -> None:
+    """Delete a finished instance now, with its steps, attempts and events."""
+    with transaction.atomic():
+        instance = _locked(instance_id)
+        if not instance.is_finished:
+            raise InvalidState(
+                f'cannot delete instance "{instance_id}": it is {instance.status} (terminate it first)'
+            )
+        retention.delete_rows([instance.id])
+
+
+def purge_instances(*, older_than: Any, workflow: str | None = None, status: str | None = None) -> int:
+    """Delete finished instances that ended more than `older_than` ago; returns how many."""
+    length = parse_duration(older_than)
+    finished = retention.older_than(length, now=clock.now())
+    if workflow is not None:
+        finished = finished.filter(
+            workflow=checked_name(workflow, what="workflow", max_length=MAX_WORKFLOW_NAME)
+        )
+    if status is not None:
+        if status not in FINISHED_STATUSES:
+            raise ValueError(
+                f"status {status!r} is not a finished status: use {', '.join(FINISHED_STATUSES)}"
+            )
+        finished = finished.filter(status=status)
+    return retention.purge(finished)
 
 
 _ACTION_SERVICES = {

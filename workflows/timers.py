@@ -2,7 +2,8 @@
 
 Inside `manage.py qcluster` each worker process runs a timer thread (django-q2's own
 scheduler only looks every ~30 s, too coarse for sleeps and retries). It looks every
-DURABLE_TIMER_INTERVAL seconds, or sooner when a sleeper is due sooner. Several timers
+DURABLE_TIMER_INTERVAL seconds, or sooner when a sleeper is due sooner, and about once a
+minute deletes a batch of finished instances past their retention. Several timers
 on several hosts are safe: the transitions they make (lifecycle.py) claim rows under a
 lock, SKIP LOCKED on PostgreSQL (SQLite has one writer).
 """
@@ -10,12 +11,13 @@ lock, SKIP LOCKED on PostgreSQL (SQLite has one writer).
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 
 from django.db import connection
 
-from . import clock
+from . import clock, retention
 from .conf import setting
 from .lifecycle import BATCH, recover_abandoned_runs, seconds_until_next_wake, wake_due_instances
 
@@ -39,10 +41,20 @@ def start_timer_thread() -> None:
     threading.Thread(target=_run_forever, name="durable-timer", daemon=True).start()
 
 
+# How often a timer looks for finished instances past their retention (a full batch
+# deleted: it looks again at once).
+RETENTION_LOOK_SECONDS = 60.0
+
+
 def _run_forever() -> None:
+    # Soon after start, at a random moment so that the timers of many workers spread out.
+    next_retention_look = time.monotonic() + random.uniform(1, 5)
     while True:
         interval = setting("TIMER_INTERVAL")
         try:
+            if time.monotonic() >= next_retention_look:
+                if retention.purge_expired() < retention.BATCH:
+                    next_retention_look = time.monotonic() + RETENTION_LOOK_SECONDS
             if tick() >= BATCH:
                 continue
             # Sleep until the next wake-up if it comes before the next look, so that a

@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from workflows import selectors, services
 from workflows.errors import InstanceExists, InstanceNotFound, InvalidState, WorkflowNotFound
-from workflows.models import Action, Status
+from workflows.models import FINISHED_STATUSES, Action, Status
 from workflows.payloads import parse_json_text
 
 
@@ -92,6 +92,11 @@ class Command(BaseCommand):
         send.add_argument("type", type=_text)
         send.add_argument("--payload", type=_text, default="null", help="the payload, as JSON")
 
+        purge = commands.add_parser("purge", help="delete finished instances older than a duration")
+        purge.add_argument("--older-than", required=True, type=_text, help='a duration, e.g. "90 days"')
+        purge.add_argument("--workflow", type=_text)
+        purge.add_argument("--status", choices=[status.value for status in FINISHED_STATUSES])
+
         for action in Action.values:
             command = commands.add_parser(action, help=f"{action} an instance")
             command.add_argument("instance_id", type=_text)
@@ -118,6 +123,11 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(report, indent=2, ensure_ascii=False))
         elif subcommand == "list":
             self._list(options)
+        elif subcommand == "purge":
+            deleted = services.purge_instances(
+                older_than=options["older_than"], workflow=options["workflow"], status=options["status"]
+            )
+            self.stdout.write(f"deleted {deleted} finished instance{'' if deleted == 1 else 's'}")
         elif subcommand == "send-event":
             payload = parse_json_text(options["payload"], what="--payload")
             services.send_event(

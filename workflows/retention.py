@@ -1,0 +1,84 @@
+"""Deleting finished instances: by age (the cluster, `manage.py workflows purge`) or one at
+once (`inst.delete()`), each with its steps, attempts and events.
+
+Deletes run in batches of BATCH instances, each its own short transaction that locks
+only the instances it deletes (SKIP LOCKED on PostgreSQL, so several clusters share the
+work), so purging a million rows never holds a long lock on the tables the console and
+the runs use.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import QuerySet
+
+from . import clock
+from .conf import setting
+from .definition import positive_duration, registered_workflows, workflow_options
+from .models import FINISHED_STATUSES, Event, Instance, Step, StepRun
+from .signals import instances_deleted
+
+BATCH = 500
+
+
+def default_retention() -> timedelta:
+    return positive_duration(setting("RETENTION"), what="DURABLE_RETENTION")
+
+
+def delete_rows(instance_ids: list[str]) -> None:
+    """Delete these instances and everything recorded of them, in the caller's
+    transaction, children before parents (no row loaded but their ids)."""
+    Event.objects.filter(instance_id__in=instance_ids).delete()
+    StepRun.objects.filter(step__instance_id__in=instance_ids).delete()
+    Step.objects.filter(instance_id__in=instance_ids).only("pk").delete()
+    Instance.objects.filter(pk__in=instance_ids).only("pk").delete()
+    instances_deleted.send(sender=None, instance_ids=list(instance_ids))
+
+
+def purge(finished: QuerySet[Instance]) -> int:
+    """Delete the finished instances of `finished`, batch by batch; returns how many."""
+    deleted = 0
+    while True:
+        count = _delete_batch(finished)
+        deleted += count
+        if count < BATCH:
+            return deleted
+
+
+def purge_expired(*, now: datetime | None = None) -> int:
+    """One batch of instances past their retention (the cluster calls this now and then;
+    a full batch means more are due)."""
+    return _delete_batch(expired(now or clock.now()))
+
+
+def expired(now: datetime) -> QuerySet[Instance]:
+    """Finished instances older than their workflow's retention."""
+    default = now - default_retention()
+    own = {name: workflow_options(name).retention for name in registered_workflows()}
+    own = {name: now - length for name, length in own.items() if length is not None}
+    finished = Instance.objects.filter(status__in=FINISHED_STATUSES)
+    due = finished.filter(finished_at__lt=default).exclude(workflow__in=own)
+    for name, cutoff in own.items():
+        due = due | finished.filter(workflow=name, finished_at__lt=cutoff)
+    return due
+
+
+def older_than(length: timedelta, *, now: datetime | None = None) -> QuerySet[Instance]:
+    return Instance.objects.filter(
+        status__in=FINISHED_STATUSES, finished_at__lt=(now or clock.now()) - length
+    )
+
+
+def _delete_batch(finished: QuerySet[Instance]) -> int:
+    with transaction.atomic():
+        ids = list(
+            finished.filter(status__in=FINISHED_STATUSES)
+            .select_for_update(skip_locked=True)
+            .order_by("finished_at")
+            .values_list("pk", flat=True)[:BATCH]
+        )
+        if ids:
+            delete_rows(ids)
+    return len(ids)
