@@ -13,7 +13,7 @@ $(PY):
 # Reinstall only when the dependencies change.
 $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[site,dev]'
 	touch $@
 
 # Web server and worker (django-q2 cluster) together; Ctrl-C stops both. A development

@@ -4,7 +4,7 @@ A request the user may not decide is a 404, exactly as one that does not exist, 
 trying ids tells nobody which requests there are.
 
 A refused decision (already decided, expired, bad input) made with htmx comes back as
-the request's card with the message and status 422: base.html's htmx-config swaps only
+the request's card with the message and status 422: workflows/base.html's htmx-config swaps only
 2xx and 422 responses, so 403/409 would not be shown inline. Without JavaScript the form
 posts normally and redirects with a message.
 """
@@ -38,10 +38,6 @@ from .selectors import (
 )
 
 CARD_TEMPLATE = "approvals/_request_card.html"
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
 
 
 def _approvers_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -85,7 +81,7 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 @_approvers_only
-def decide(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+def decide(request: HttpRequest, pk: int) -> HttpResponse:
     approval = _request_or_404(request, pk)
     choice = request.POST.get("approved")
     error = ""
@@ -102,7 +98,7 @@ def decide(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         except (PermissionDenied, DecisionRefused, ValueError) as exc:
             error = str(exc)
             approval.refresh_from_db()
-    if request.htmx:
+    if HtmxDetails(request):  # read here: a project needs no htmx middleware
         visible = may_decide(user=request.user, request=approval)
         context = {
             "approval": approval,

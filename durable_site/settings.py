@@ -14,6 +14,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from workflows.conf import DEFAULTS as ENGINE_DEFAULTS
+from workflows.conf import q_cluster
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -82,7 +83,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_htmx.middleware.HtmxMiddleware",
 ]
 
 ROOT_URLCONF = "durable_site.urls"
@@ -136,7 +136,6 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = os.environ.get("DJANGO_STATIC_ROOT", BASE_DIR / "staticfiles")
-STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -185,33 +184,16 @@ for _name, _default in ENGINE_DEFAULTS.items():
     if f"DURABLE_{_name}" in os.environ:
         globals()[f"DURABLE_{_name}"] = type(_default)(os.environ[f"DURABLE_{_name}"])
 
-# django-q2 only delivers work: the engine's own tables decide what runs, so a task
-# delivered twice is harmless and tasks are never retried by django-q2 itself.
+# django-q2 delivers the engine's runs: workflows/conf.py's q_cluster() has the values it
+# needs (ORM broker, one attempt, no stored successes, retry above timeout); the site
+# tunes the rest from the environment.
 _WORKERS = int(os.environ.get("DURABLE_WORKERS", 2 if USING_SQLITE else 4))
-Q_CLUSTER = {
-    "name": "durable",
-    "orm": "default",
-    "workers": _WORKERS,
+Q_CLUSTER = q_cluster(
+    workers=_WORKERS,
     # A task runs until its instance suspends; the longest step timeout must fit in it.
-    "timeout": int(os.environ.get("DURABLE_TASK_TIMEOUT", 3600)),
-    "retry": int(os.environ.get("DURABLE_TASK_TIMEOUT", 3600)) + 600,
-    "max_attempts": 1,
-    "ack_failures": True,
-    "catch_up": False,
-    # Successes are not stored: our tables record every run. (A positive limit makes
-    # django-q2 lock and load all stored successes on every task: a bottleneck.)
-    "save_limit": -1,
+    timeout=int(os.environ.get("DURABLE_TASK_TIMEOUT", 3600)),
     # How long an idle pusher waits before looking at the queue again. On PostgreSQL a
     # NOTIFY ends the wait at once (workflows/broker.py), so the poll only bounds a lost
     # one; SQLite has no such signal and looks often (a cheap read in WAL mode).
-    "poll": float(os.environ.get("DURABLE_POLL", 0.1 if USING_SQLITE else 1.0)),
-    # Runs handed to the workers per look at the queue: many due at once (a batch of
-    # wake-ups) reach all the workers in one round trip instead of one each.
-    "bulk": _WORKERS,
-    "guard_cycle": 0.5,
-    "recycle": 500,
-    "label": "Task queue (django-q2)",
-    # The ORM broker, woken by PostgreSQL NOTIFY instead of waiting for its poll, and
-    # redelivering an unacknowledged run after seconds, not `retry` (workflows/broker.py).
-    "broker_class": "workflows.broker.DurableBroker",
-}
+    poll=float(os.environ.get("DURABLE_POLL", 0.1 if USING_SQLITE else 1.0)),
+)

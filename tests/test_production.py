@@ -251,7 +251,7 @@ def test_gunicorn_serves_the_signed_in_console_static_files_and_plain_errors(pro
     assert '<span class="who">ops-viewer</span>' in console.text
 
     assets = re.findall(r'<(?:script src|link rel="stylesheet" href)="(/static/[^"]+)"', console.text)
-    assert any("htmx" in asset for asset in assets) and "/static/durable.css" in assets
+    assert any("htmx" in asset for asset in assets) and "/static/workflows/durable.css" in assets
     for asset in assets:
         assert site.request("GET", asset, FORWARDED_HTTPS).status == 200, asset
 

@@ -1,7 +1,8 @@
 """The operator console: thin views over the selectors (reads) and services (writes).
 
 Viewers may read every page; operators may also act. Every action calls the same
-service function as the Python API and the command line.
+service function as the Python API and the command line. htmx's request headers are
+read with django-htmx's HtmxDetails, so a project needs no htmx middleware for the console.
 """
 
 from __future__ import annotations
@@ -24,10 +25,6 @@ from .models import Action, Instance, Status
 from .roles import OPERATE_PERMISSION, VIEW_PERMISSION
 
 
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
-
-
 def _viewer(view):
     return login_required(permission_required(VIEW_PERMISSION, raise_exception=True)(view))
 
@@ -36,9 +33,9 @@ def _operator(view):
     return login_required(permission_required(OPERATE_PERMISSION, raise_exception=True)(require_POST(view)))
 
 
-def _redirect(request: HtmxHttpRequest, url: str) -> HttpResponse:
+def _redirect(request: HttpRequest, url: str) -> HttpResponse:
     """After an action: htmx navigates the whole page (so messages show), a form post redirects."""
-    if request.htmx:
+    if HtmxDetails(request):
         return HttpResponseClientRedirect(url)
     return HttpResponseRedirect(url)
 
@@ -52,7 +49,7 @@ def _instance_url(instance_id: str) -> str:
 
 @_viewer
 @require_GET
-def instance_list(request: HtmxHttpRequest) -> HttpResponse:
+def instance_list(request: HttpRequest) -> HttpResponse:
     form = InstanceFilterForm(request.GET)
     if form.is_valid():
         filters = form.filters()
@@ -72,8 +69,9 @@ def instance_list(request: HtmxHttpRequest) -> HttpResponse:
         "can_operate": request.user.has_perm(OPERATE_PERMISSION),
         "bulk_actions": BULK_ACTIONS,
     }
-    if request.htmx.target == "instance-rows":
-        return render(request, "workflows/_instance_rows.html", context)
+    if HtmxDetails(request).target == "instance-rows":
+        # The rows alone, and the counts beside them (swapped out of band).
+        return render(request, "workflows/_instance_rows.html", {**context, "partial": True})
     return render(request, "workflows/instance_list.html", context)
 
 
@@ -101,7 +99,7 @@ def _status_links(query: QueryDict, counts: dict[str, int]) -> list[dict]:
 
 
 @_operator
-def bulk_action(request: HtmxHttpRequest) -> HttpResponse:
+def bulk_action(request: HttpRequest) -> HttpResponse:
     form = BulkActionForm(request.POST)
     back = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(
@@ -154,16 +152,16 @@ def _detail_context(request: HttpRequest, instance: Instance, **extra: object) -
 
 @_viewer
 @require_GET
-def instance_detail(request: HtmxHttpRequest, instance_id: str) -> HttpResponse:
+def instance_detail(request: HttpRequest, instance_id: str) -> HttpResponse:
     instance = _instance_or_404(instance_id)
     context = _detail_context(request, instance)
-    if request.htmx.target == "instance-live":
+    if HtmxDetails(request).target == "instance-live":
         return render(request, "workflows/_instance_live.html", context)
     return render(request, "workflows/instance_detail.html", context)
 
 
 @_operator
-def instance_action(request: HtmxHttpRequest, instance_id: str, action: str) -> HttpResponse:
+def instance_action(request: HttpRequest, instance_id: str, action: str) -> HttpResponse:
     if action not in Action.values:
         raise Http404(f"no action {action!r}")
     try:
@@ -178,7 +176,7 @@ def instance_action(request: HtmxHttpRequest, instance_id: str, action: str) -> 
 
 
 @_operator
-def send_event(request: HtmxHttpRequest, instance_id: str) -> HttpResponse:
+def send_event(request: HttpRequest, instance_id: str) -> HttpResponse:
     instance = _instance_or_404(instance_id)
     form = SendEventForm(request.POST)
     if form.is_valid():
@@ -193,8 +191,8 @@ def send_event(request: HtmxHttpRequest, instance_id: str) -> HttpResponse:
         else:
             messages.success(request, f'Event "{form.cleaned_data["type"]}" sent.')
             return _redirect(request, _instance_url(instance.id))
-    # 422: htmx swaps the form back in with its errors (see base.html's htmx-config).
-    template = "workflows/_send_event_form.html" if request.htmx else "workflows/instance_detail.html"
+    # 422: htmx swaps the form back in with its errors (see workflows/base.html's htmx-config).
+    template = "workflows/_send_event_form.html" if HtmxDetails(request) else "workflows/instance_detail.html"
     return render(request, template, _detail_context(request, instance, event_form=form), status=422)
 
 
@@ -203,7 +201,7 @@ def send_event(request: HtmxHttpRequest, instance_id: str) -> HttpResponse:
 
 @login_required
 @permission_required(OPERATE_PERMISSION, raise_exception=True)
-def instance_create(request: HtmxHttpRequest) -> HttpResponse:
+def instance_create(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         form = CreateInstanceForm(initial={"workflow": request.GET.get("workflow")})
         return render(request, "workflows/instance_create.html", {"nav": "instances", "form": form})
