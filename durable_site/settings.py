@@ -184,6 +184,9 @@ for _name, _default in ENGINE_DEFAULTS.items():
     if f"DURABLE_{_name}" in os.environ:
         globals()[f"DURABLE_{_name}"] = type(_default)(os.environ[f"DURABLE_{_name}"])
 
+# DURABLE_SCHEDULES=0: this deployment (a staging site) starts no scheduled workflows.
+DURABLE_SCHEDULES = os.environ.get("DURABLE_SCHEDULES", "1") != "0"
+
 # django-q2 delivers the engine's runs: workflows/conf.py's q_cluster() has the values it
 # needs (ORM broker, one attempt, no stored successes, retry above timeout); the site
 # tunes the rest from the environment.

@@ -69,18 +69,14 @@ def issue_invoice(usage: dict) -> dict:
     return {"invoice": f"inv-{usage['account']}", "total": round(usage["units"] * 0.05, 2)}
 
 
-@workflow("nightly-billing")
+@workflow("nightly-billing", schedule="0 3 * * *")
 def nightly_billing(event, step):
-    """Bill every night: a long sleep between runs costs a row, not a process."""
-    nights = event.payload.get("nights", 3) if isinstance(event.payload, dict) else 3
-    account = event.payload.get("account", "acme") if isinstance(event.payload, dict) else "acme"
-    invoices = []
-    for night in range(nights):
-        usage = step.do("collect usage", collect_usage, account)
-        invoices.append(step.do("issue invoice", issue_invoice, usage)["invoice"])
-        if night < nights - 1:
-            step.sleep("until tomorrow", "1 day")
-    return {"invoices": invoices}
+    """Bills the night's usage at 03:00 UTC: the engine starts one instance per night
+    (nightly-billing@2026-12-01T03:00Z), however many clusters run."""
+    account = (event.payload or {}).get("account", "acme")
+    usage = step.do("collect usage", collect_usage, account)
+    invoice = step.do("issue invoice", issue_invoice, usage)
+    return {"invoice": invoice["invoice"], "night": event.payload.get("scheduled_at")}
 
 
 def fetch_upload(url: str) -> dict:

@@ -39,6 +39,15 @@ def _fast_password_hashing(settings):
 
 
 @pytest.fixture(autouse=True)
+def _schedules_only_where_asked(request, settings):
+    """Every scheduled workflow registered anywhere (the demo's nightly billing, other test
+    modules') would start whenever a test's clock passes its due time; tests marked
+    `schedules` run with the default (on)."""
+    if "schedules" not in request.keywords:
+        settings.DURABLE_SCHEDULES = False
+
+
+@pytest.fixture(autouse=True)
 def _real_time_after_each_test():
     yield
     reset_clock()
@@ -62,8 +71,9 @@ def test_database_url() -> str:
 
 
 CLUSTER_SCRIPT = (
-    "import sys, django; sys.path.insert(0, 'tests'); django.setup(); "
+    "import importlib, os, sys, django; sys.path.insert(0, 'tests'); django.setup(); "
     "import qcluster_workflows; "
+    "[importlib.import_module(m) for m in os.environ.get('TEST_WORKFLOW_MODULES', '').split()]; "
     "from django.core.management import call_command; call_command('qcluster')"
 )
 
@@ -83,6 +93,7 @@ class Clusters:
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "durable_site.settings",
             "DATABASE_URL": self.database_url,
+            "DURABLE_SCHEDULES": "0",  # as in-process: see _schedules_only_where_asked
             **env_overrides,
         }
         with open(log_path, "w") as log:

@@ -131,13 +131,13 @@ def test_an_order_waits_live_is_approved_in_the_inbox_and_completes(
     assert output["approved"] is True
 
     # A few more demo instances, so the list shows what a day looks like.
-    workflows.create("nightly-billing", params={"account": "acme", "nights": 3}, id="billing-acme")
+    workflows.create("nightly-billing", params={"account": "acme"}, id="billing-acme")
     workflows.create("content-pipeline", params={"url": "https://example.com/forbidden.jpg"}, id="upload-17")
     workflows.create("content-pipeline", params={"url": "https://example.com/cat.jpg"}, id="upload-18")
     page.goto(f"{live_server.url}/")
     rows = page.locator("#instance-rows tr")
     rows.filter(has_text="upload-17").locator(".badge", has_text="errored").wait_for()
-    rows.filter(has_text="billing-acme").locator(".badge", has_text="waiting").wait_for()
+    rows.filter(has_text="billing-acme").locator(".badge", has_text="complete").wait_for()
     page.screenshot(path=screenshots / "instances.png", full_page=True)
 
 

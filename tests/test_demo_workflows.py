@@ -6,7 +6,7 @@ from django.contrib.auth.models import User
 import approvals
 import workflows
 from approvals.models import ApprovalRequest
-from workflows.models import Step
+from workflows.models import Instance, Step
 from workflows.testing import advance, run_until_idle
 
 pytestmark = pytest.mark.django_db
@@ -38,13 +38,17 @@ def test_a_flaky_payment_api_is_retried_with_backoff():
     assert Step.objects.get(pk=charge.pk).attempts == 3
 
 
-def test_nightly_billing_sleeps_a_day_between_invoices():
-    inst = workflows.create("nightly-billing", params={"account": "acme", "nights": 3})
-    run_until_idle()
-    assert inst.status()["status"] == "waiting"
+@pytest.mark.schedules
+def test_nightly_billing_starts_by_itself_at_three_each_night():
+    run_until_idle()  # the schedule is seen: it starts at its next due time, not now
+    assert not Instance.objects.filter(workflow="nightly-billing").exists()
+
     advance("1 day")
-    advance("1 day")
-    assert inst.status()["output"] == {"invoices": ["inv-acme"] * 3}
+
+    night = Instance.objects.get(workflow="nightly-billing")
+    assert night.id.startswith("nightly-billing@") and night.id.endswith("T03:00Z")
+    assert night.status == "complete"
+    assert night.output == {"invoice": "inv-acme", "night": night.params["scheduled_at"]}
 
 
 def test_a_content_policy_violation_fails_at_once_without_retries():

@@ -86,3 +86,9 @@ def task_timeout() -> int | None:
     from django_q.conf import Conf
 
     return Conf.TIMEOUT
+
+
+def schedules_enabled() -> bool:
+    """DURABLE_SCHEDULES (default True): False keeps this deployment (a staging site, a
+    test suite) from starting scheduled workflows."""
+    return bool(getattr(settings, "DURABLE_SCHEDULES", True))

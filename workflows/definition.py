@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from .names import MAX_WORKFLOW_NAME, checked_name
+from .names import MAX_INSTANCE_ID, MAX_WORKFLOW_NAME, checked_name, is_instance_id
 
 WorkflowFunction = Callable[[Any, Any], Any]
 
@@ -23,23 +23,35 @@ class WorkflowOptions:
 
     # How long a finished instance is kept; None: DURABLE_RETENTION.
     retention: timedelta | None = None
+    # A 5-field cron expression in UTC: one instance starts at each due time.
+    schedule: str | None = None
 
 
 _registry: dict[str, WorkflowFunction] = {}
 _options: dict[str, WorkflowOptions] = {}
 
 
-def workflow(name: str, *, retention: Any = None) -> Callable[[WorkflowFunction], WorkflowFunction]:
+def workflow(
+    name: str, *, retention: Any = None, schedule: str | None = None
+) -> Callable[[WorkflowFunction], WorkflowFunction]:
     """Register the decorated function as the workflow called `name`.
 
     `retention`: how long its finished instances are kept (a duration; default the
-    DURABLE_RETENTION setting)."""
+    DURABLE_RETENTION setting). `schedule`: a 5-field cron expression in UTC ("0 3 * * *"):
+    an instance starts at each due time."""
     checked_name(name, what="workflow name", max_length=MAX_WORKFLOW_NAME)
     options = WorkflowOptions(
         retention=None
         if retention is None
-        else positive_duration(retention, what=f'workflow "{name}": retention')
+        else positive_duration(retention, what=f'workflow "{name}": retention'),
+        schedule=None if schedule is None else checked_cron(schedule, what=f'workflow "{name}": schedule'),
     )
+    if schedule is not None and not is_instance_id(f"{name}@2000-01-01T00:00Z"):
+        raise ValueError(
+            f'workflow "{name}": a scheduled workflow\'s name starts the ids of its instances '
+            f'("{name}@2026-12-01T03:00Z"): use letters, digits, "_", "-", "." or ":", at most '
+            f"{MAX_INSTANCE_ID - 18} characters"
+        )
 
     def register(fn: WorkflowFunction) -> WorkflowFunction:
         existing = _registry.get(name)
@@ -78,6 +90,18 @@ def registered_workflows() -> list[str]:
 
 def workflow_options(name: str) -> WorkflowOptions:
     return _options.get(name, WorkflowOptions())
+
+
+def checked_cron(expression: Any, *, what: str) -> str:
+    """A valid 5-field cron expression (minute hour day-of-month month day-of-week)."""
+    from croniter import croniter
+
+    if not isinstance(expression, str) or len(expression.split()) != 5 or not croniter.is_valid(expression):
+        raise ValueError(
+            f"{what}: {expression!r} is not a 5-field cron expression "
+            '(minute hour day-of-month month day-of-week, in UTC, e.g. "0 3 * * *")'
+        )
+    return " ".join(expression.split())
 
 
 # --- durations ------------------------------------------------------------------------

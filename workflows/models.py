@@ -205,3 +205,14 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} -> {self.instance_id}"
+
+
+class Schedule(models.Model):
+    """The last due time of a scheduled workflow that has been started (or, for a schedule
+    first seen, passed): each due time is claimed once, by one atomic update of this row."""
+
+    workflow = models.CharField(primary_key=True, max_length=200)
+    last_due = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.workflow} (last due {self.last_due:%Y-%m-%d %H:%M}Z)"

@@ -14,7 +14,8 @@ MAX_STEP_NAME = 256
 MAX_EVENT_TYPE = 200
 MAX_INSTANCE_ID = 100
 
-_INSTANCE_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.:-]{{0,{MAX_INSTANCE_ID - 1}}}")
+# "@" for scheduled instances: nightly-billing@2026-12-01T03:00Z.
+_INSTANCE_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.:@-]{{0,{MAX_INSTANCE_ID - 1}}}")
 
 
 def text_problem(text: str) -> str | None:
@@ -49,7 +50,7 @@ def checked_instance_id(value: Any) -> str:
     if not is_instance_id(value):
         raise ValueError(
             f"invalid instance id {shown(value)}: use 1-{MAX_INSTANCE_ID} letters, digits, "
-            "'_', '-', '.' or ':', starting with a letter or digit"
+            "'_', '-', '.', ':' or '@', starting with a letter or digit"
         )
     return value
 

@@ -10,10 +10,12 @@ from django.db import connection
 from django.db.models import Count, F, Func, OrderBy, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 
+from . import clock
 from .definition import registered_workflows
 from .errors import InstanceNotFound
-from .models import Event, Instance, Status, Step
+from .models import Event, Instance, Schedule, Status, Step
 from .names import is_instance_id
+from .schedules import instance_id, next_due, scheduled
 
 
 def get_instance(*, instance_id: str) -> Instance:
@@ -209,3 +211,29 @@ def instance_timeline(*, instance: Instance) -> Timeline:
         compute_ms=compute_ms,
         earlier_generations=instance.generation - 1,
     )
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    workflow: str
+    expression: str
+    next_due: datetime
+    last_started: str  # the instance id of the last due time started, or "-"
+
+
+def schedules(*, now: datetime | None = None) -> list[ScheduleRow]:
+    """Each scheduled workflow with its cron expression and next due time."""
+    now = now or clock.now()
+    last = dict(Schedule.objects.values_list("workflow", "last_due"))
+    started = set(
+        Instance.objects.filter(id__in=[instance_id(name, due) for name, due in last.items()]).values_list(
+            "id", flat=True
+        )
+    )
+    rows = []
+    for name, expression in sorted(scheduled().items()):
+        last_id = instance_id(name, last[name]) if name in last else None
+        rows.append(
+            ScheduleRow(name, expression, next_due(expression, now), last_id if last_id in started else "-")
+        )
+    return rows

@@ -11,14 +11,17 @@ from . import clock
 from .definition import Duration, parse_duration
 from .lifecycle import claimable, recover_abandoned_runs, wake_due_instances
 from .runtime import run_instance
+from .schedules import start_due
 
 MAX_RUNS = 10_000
 
 
 def run_until_idle() -> None:
-    """Run everything runnable now, in this process, until nothing is left to run."""
+    """Run everything runnable now, in this process, until nothing is left to run
+    (scheduled workflows whose due time has come start first)."""
     for _ in range(MAX_RUNS):
         now = clock.now()
+        start_due(now=now, remember=False)
         wake_due_instances(now=now)
         recover_abandoned_runs(now=now)
         runnable = list(claimable(now).order_by("created_at", "id").values_list("id", flat=True))

@@ -1,11 +1,12 @@
-"""The timer thread: wakes due instances and recovers runs whose worker died.
+"""The timer thread: starts scheduled workflows, wakes due instances, recovers runs whose
+worker died and deletes finished instances past their retention.
 
 Inside `manage.py qcluster` each worker process runs a timer thread (django-q2's own
 scheduler only looks every ~30 s, too coarse for sleeps and retries). It looks every
 DURABLE_TIMER_INTERVAL seconds, or sooner when a sleeper is due sooner, and about once a
-minute deletes a batch of finished instances past their retention. Several timers
-on several hosts are safe: the transitions they make (lifecycle.py) claim rows under a
-lock, SKIP LOCKED on PostgreSQL (SQLite has one writer).
+minute deletes a batch of finished instances past their retention. Several timers on
+several hosts are safe: the transitions they make (lifecycle.py, schedules.py,
+retention.py) claim rows under a lock, SKIP LOCKED on PostgreSQL (SQLite has one writer).
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ from django.db import connection
 from . import clock, retention
 from .conf import setting
 from .lifecycle import BATCH, recover_abandoned_runs, seconds_until_next_wake, wake_due_instances
+from .schedules import start_due
 
 logger = logging.getLogger(__name__)
 
 
 def tick() -> int:
-    """One look: due instances queued and abandoned runs recovered; returns how many."""
+    """One look: scheduled workflows started, due instances queued and abandoned runs
+    recovered; returns how many."""
     now = clock.now()
-    return wake_due_instances(now=now) + recover_abandoned_runs(now=now)
+    return start_due(now=now) + wake_due_instances(now=now) + recover_abandoned_runs(now=now)
 
 
 _started = threading.Event()

@@ -22,7 +22,7 @@ DEMO_PASSWORD = "durable-demo"
 DEMO_INSTANCES = [
     ("order-fulfilment", {"order_id": 42}),
     ("order-fulfilment", {"order_id": 43}),
-    ("nightly-billing", {"account": "acme", "nights": 3}),
+    ("nightly-billing", {"account": "acme", "scheduled_at": "2026-12-01T03:00Z"}),
     ("content-pipeline", {"url": "https://example.com/cat.jpg"}),
     ("content-pipeline", {"url": "https://example.com/forbidden.jpg"}),
 ]

@@ -92,6 +92,8 @@ class Command(BaseCommand):
         send.add_argument("type", type=_text)
         send.add_argument("--payload", type=_text, default="null", help="the payload, as JSON")
 
+        commands.add_parser("schedules", help="list the scheduled workflows and their next due time")
+
         purge = commands.add_parser("purge", help="delete finished instances older than a duration")
         purge.add_argument("--older-than", required=True, type=_text, help='a duration, e.g. "90 days"')
         purge.add_argument("--workflow", type=_text)
@@ -123,6 +125,8 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(report, indent=2, ensure_ascii=False))
         elif subcommand == "list":
             self._list(options)
+        elif subcommand == "schedules":
+            self._schedules()
         elif subcommand == "purge":
             deleted = services.purge_instances(
                 older_than=options["older_than"], workflow=options["workflow"], status=options["status"]
@@ -145,12 +149,29 @@ class Command(BaseCommand):
                 )
             self.stdout.write(f"{instance.id} is now {instance.status}")
 
+    def _schedules(self) -> None:
+        rows = selectors.schedules()
+        if not rows:
+            self.stdout.write("no scheduled workflows")
+            return
+        self._table(
+            ("WORKFLOW", "SCHEDULE (UTC)", "NEXT DUE", "LAST STARTED"),
+            [
+                (row.workflow, row.expression, f"{row.next_due:%Y-%m-%dT%H:%MZ}", row.last_started)
+                for row in rows
+            ],
+        )
+
     def _list(self, options: dict[str, Any]) -> None:
         rows = selectors.list_instances(
             status=options["status"], workflow=options["workflow"], limit=options["limit"]
         )
-        columns = [(row.id, row.workflow, row.status, row.created_at.isoformat()) for row in rows]
-        header = ("ID", "WORKFLOW", "STATUS", "CREATED")
-        widths = [max(len(str(value)) for value in column) for column in zip(header, *columns, strict=False)]
-        for line in (header, *columns):
+        self._table(
+            ("ID", "WORKFLOW", "STATUS", "CREATED"),
+            [(row.id, row.workflow, row.status, row.created_at.isoformat()) for row in rows],
+        )
+
+    def _table(self, header: tuple[str, ...], rows: list[tuple]) -> None:
+        widths = [max(len(str(value)) for value in column) for column in zip(header, *rows, strict=False)]
+        for line in (header, *rows):
             self.stdout.write("  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
