@@ -106,3 +106,13 @@ def wait_then_mark(event, step):
     payload = step.wait_for_event("go", type="go", timeout="1 minute")
     step.do("after", append, f"{directory}/after.log", "after")
     return payload
+
+
+@workflow("qcluster-test-child")
+def double(event, step):
+    return step.do("double", lambda n: 2 * n, event.payload["n"])
+
+
+@workflow("qcluster-test-parent")
+def parent_of_double(event, step):
+    return {"child": step.run_workflow("child", "qcluster-test-child", params=event.payload)}

@@ -23,6 +23,13 @@ class Instance:
     def __hash__(self) -> int:
         return hash(self.id)
 
+    @property
+    def parent_id(self) -> str | None:
+        """The instance that started this one with step.run_workflow/start_workflow, or None."""
+        from .selectors import parent_of
+
+        return parent_of(instance_id=self.id)
+
     def status(self) -> dict[str, Any]:
         """{"status": ..., "output": ..., "error": None or {"type", "message"}}"""
         from .selectors import instance_status

@@ -117,8 +117,9 @@ def pause(instance: Instance, now: datetime) -> None:
     instance.save(update_fields=["status", "updated_at"])
 
 
-def suspend(instance: Instance, now: datetime, *, wake_at: datetime, waiting_for: str = "") -> None:
-    """The instance waits (or stays paused) until `wake_at`, or an event of `waiting_for`."""
+def suspend(instance: Instance, now: datetime, *, wake_at: datetime | None, waiting_for: str = "") -> None:
+    """The instance waits (or stays paused) until `wake_at`, or an event of `waiting_for`,
+    or (neither) until a child it waits for finishes."""
     instance.wake_at = wake_at
     instance.waiting_for = waiting_for
     if instance.status != Status.PAUSED:
@@ -165,6 +166,31 @@ def finish(
         ]
     )
     instance_finished.send(sender=None, instance_id=instance.id, status=Status(status).value)
+    if instance.parent_id:
+        _report_to_parent(instance, now)
+
+
+def _report_to_parent(child: Instance, now: datetime) -> None:
+    """A child ended: the parent's step waiting for it (step.run_workflow) takes its
+    outcome now, and the parent is queued if it waits, so its run only replays the step."""
+    step = Step.objects.filter(
+        instance_id=child.parent_id, kind=StepKind.CHILD, child_id=child.id, status=StepStatus.WAITING
+    ).first()
+    if step is None:
+        return  # started with step.start_workflow: nobody waits for it
+    if child.status == Status.COMPLETE:
+        step.status, step.result = StepStatus.SUCCEEDED, child.output
+    else:
+        step.status = StepStatus.FAILED
+        step.error = child.error or {
+            "type": "ChildTerminated",
+            "message": f'child instance "{child.id}" was terminated',
+        }
+    step.completed_at = now
+    step.save(update_fields=["status", "result", "error", "completed_at"])
+    parent = Instance.objects.select_for_update().filter(pk=child.parent_id).first()
+    if parent is not None and parent.status == Status.WAITING and parent.generation == step.generation:
+        queue(parent, now)
 
 
 def reopen(instance: Instance, now: datetime, *, new_generation: bool) -> None:

@@ -77,6 +77,8 @@ class Instance(models.Model):
     waiting_for = models.CharField(max_length=200, blank=True)
     lease_token = models.CharField(max_length=32, blank=True)
     lease_expires_at = models.DateTimeField(null=True)
+    # The instance that started this one with step.run_workflow / step.start_workflow.
+    parent_id = models.CharField(max_length=100, blank=True, db_index=True)
 
     class Meta:
         indexes = [
@@ -115,6 +117,7 @@ class StepKind(models.TextChoices):
     SLEEP = "sleep"
     WAIT = "wait"
     PATCH = "patch"  # a step.patched() marker: this run took the new code path here
+    CHILD = "child"  # step.run_workflow / step.start_workflow: a child instance
 
 
 class StepStatus(models.TextChoices):
@@ -123,7 +126,7 @@ class StepStatus(models.TextChoices):
     SUCCEEDED = "succeeded"
     FAILED = "failed"  # attempts used up, or a non-retryable error
     SLEEPING = "sleeping"
-    WAITING = "waiting"  # for an event
+    WAITING = "waiting"  # for an event, or for a child instance to finish
     TIMED_OUT = "timed_out"  # an event wait passed its deadline
 
 
@@ -147,6 +150,8 @@ class Step(models.Model):
     # Sleep end, next retry, or event-wait deadline.
     wake_at = models.DateTimeField(null=True)
     event_type = models.CharField(max_length=200, blank=True)
+    # A child step's instance.
+    child_id = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField()
     completed_at = models.DateTimeField(null=True)
 

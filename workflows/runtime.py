@@ -15,6 +15,7 @@ restarted, can no longer record anything.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import traceback
 from collections import Counter
@@ -25,14 +26,14 @@ from typing import Any, TypeVar
 from django.db import DatabaseError, connection, transaction
 from django_q.exceptions import TimeoutException
 
-from . import attempt_sql, clock, inbox, leases, lifecycle, shutdown
+from . import attempt_sql, clock, inbox, leases, lifecycle, services, shutdown
 from .attempts import MAX_TRACEBACK_CHARS, ControlFlow, Failure, StepInfo, call_step
 from .conf import setting
 from .definition import RetryPolicy, describe_duration, get_workflow
 from .dispatch import enqueue_run
 from .errors import NonDeterminismError, StepFailed, WaitTimeout
 from .models import Instance, Status, Step, StepKind, StepRun, StepStatus
-from .names import MAX_STEP_NAME, checked_name
+from .names import MAX_INSTANCE_ID, MAX_STEP_NAME, checked_name, is_instance_id
 from .payloads import to_json_value
 from .step import StepContext, WorkflowEvent
 
@@ -503,6 +504,60 @@ class _Run:
             raise WaitTimeout(f'wait "{name}" for an event of type "{event_type}" timed out after {waited}')
         raise _Suspended
 
+    # --- step.run_workflow / step.start_workflow ----------------------------------------
+
+    def child_step(
+        self, key: str, name: str, workflow: str, params: Any, child_id: str | None, *, wait: bool
+    ) -> Any:
+        step = self.recorded(key, StepKind.CHILD)
+        if step is None:
+            child_id = child_id or _default_child_id(self.instance_id, name, key, self.generation)
+
+            def write(instance: Instance) -> Step:
+                now = clock.now()
+                # In this run's transaction: the child exists if and only if the step does.
+                services.create_instance(
+                    workflow=workflow, params=params, instance_id=child_id, parent_id=self.instance_id
+                )
+                record = self._new_step(key, name, StepKind.CHILD, now, child_id=child_id)
+                if wait:
+                    record.status = StepStatus.WAITING
+                    record.save()
+                    lifecycle.suspend(instance, now, wake_at=None)
+                else:
+                    record.status, record.result, record.completed_at = StepStatus.SUCCEEDED, child_id, now
+                    record.save()
+                return record
+
+            step = self._transact(write, new_step=True, durable=False)
+            self.history[key] = step
+            if step.status == StepStatus.WAITING:
+                raise _Suspended
+        elif step.status == StepStatus.RETRYING:  # the parent's retry() after the child failed
+            self.history[key] = step = self._transact(lambda instance: self._child_again(instance, step))
+            raise _Suspended
+        if step.status == StepStatus.SUCCEEDED:
+            return step.result
+        if step.status == StepStatus.FAILED:
+            failure = StepFailed(name, 1, step.error["type"], step.error["message"])
+            failure._step_key = key  # so that retry() reruns the child
+            raise failure
+        # Still waiting for the child (this run resumed the parent meanwhile): wait again.
+        self._transact(lambda instance: lifecycle.suspend(instance, clock.now(), wake_at=None), durable=False)
+        raise _Suspended
+
+    def _child_again(self, instance: Instance, step: Step) -> Step:
+        """Retry an errored child, restart a terminated one, and wait for it again."""
+        child = Instance.objects.get(pk=step.child_id)
+        if child.status == Status.ERRORED:
+            services.retry_instance(instance_id=child.id)
+        elif child.status == Status.TERMINATED:
+            services.restart_instance(instance_id=child.id)
+        step.status, step.error, step.completed_at = StepStatus.WAITING, None, None
+        step.save(update_fields=["status", "error", "completed_at"])
+        lifecycle.suspend(instance, clock.now(), wake_at=None)
+        return step
+
 
 _OUTCOME_FIELDS = ["outcome", "ended_at", "duration_ms", "error_type", "error_message", "traceback"]
 
@@ -515,6 +570,21 @@ def _record_outcome(run: StepRun, now: datetime, failure: Failure | None) -> Non
         run.error_type = failure.type
         run.error_message = failure.message
         run.traceback = failure.traceback
+
+
+def _default_child_id(parent_id: str, name: str, key: str, generation: int) -> str:
+    """f"{parent_id}:{name}", made a valid id: the same on every replay, different for a
+    name used again in the run (-2, -3) and for a restarted parent (:g2)."""
+    occurrence = key.rpartition("#")[2]
+    text = f"{parent_id}:{name}" + ("" if occurrence == "1" else f"-{occurrence}")
+    text += "" if generation == 1 else f":g{generation}"
+    child_id = re.sub(r"[^A-Za-z0-9_.:@-]", "-", text)
+    if not is_instance_id(child_id):
+        raise ValueError(
+            f'step "{name}": the child\'s default id {child_id!r} is not a valid instance id '
+            f"(at most {MAX_INSTANCE_ID} characters): pass id="
+        )
+    return child_id
 
 
 # What a run's guarded writes read of the instance row (its params and output can be large).

@@ -45,6 +45,7 @@ def instance_report(*, instance_id: str) -> dict[str, Any]:
     return {
         "id": instance.id,
         "workflow": instance.workflow,
+        "parent_id": instance.parent_id or None,
         "status": instance.status,
         "params": instance.params,
         "output": instance.output,
@@ -62,6 +63,7 @@ def instance_report(*, instance_id: str) -> dict[str, Any]:
                 "error": step.error,
                 "wake_at": step.wake_at.isoformat() if step.wake_at else None,
                 "event_type": step.event_type or None,
+                "child_id": step.child_id or None,
             }
             for step in current_steps(instance)
         ],
@@ -237,3 +239,9 @@ def schedules(*, now: datetime | None = None) -> list[ScheduleRow]:
             ScheduleRow(name, expression, next_due(expression, now), last_id if last_id in started else "-")
         )
     return rows
+
+
+def parent_of(*, instance_id: str) -> str | None:
+    """The parent's id of a child instance; None for an instance nobody started."""
+    parent = get_instance(instance_id=instance_id).parent_id
+    return parent or None

@@ -26,10 +26,11 @@ from .names import (
 from .payloads import to_json_value
 
 
-def create_instances(*, workflow: str, items: list[dict[str, Any]]) -> list[Instance]:
+def create_instances(*, workflow: str, items: list[dict[str, Any]], parent_id: str = "") -> list[Instance]:
     """Create and queue instances of `workflow`, all or none.
 
-    Each item is {"params": JSON value, "id": optional str}.
+    Each item is {"params": JSON value, "id": optional str}. `parent_id`: they are children
+    of that instance (step.run_workflow, step.start_workflow).
     """
     get_workflow(workflow)
     if not isinstance(items, list | tuple):
@@ -51,6 +52,7 @@ def create_instances(*, workflow: str, items: list[dict[str, Any]]) -> list[Inst
                 status=Status.QUEUED,
                 created_at=now,
                 updated_at=now,
+                parent_id=parent_id,
             )
         )
     ids = [instance.id for instance in instances]
@@ -68,12 +70,14 @@ def create_instances(*, workflow: str, items: list[dict[str, Any]]) -> list[Inst
     return instances
 
 
-def create_instance(*, workflow: str, params: Any = None, instance_id: str | None = None) -> Instance:
+def create_instance(
+    *, workflow: str, params: Any = None, instance_id: str | None = None, parent_id: str = ""
+) -> Instance:
     """Create and queue one instance of `workflow`."""
     item: dict[str, Any] = {"params": params}
     if instance_id is not None:
         item["id"] = instance_id
-    return create_instances(workflow=workflow, items=[item])[0]
+    return create_instances(workflow=workflow, items=[item], parent_id=parent_id)[0]
 
 
 def _checked_instance_id(value: Any) -> str:
@@ -140,11 +144,19 @@ def resume_instance(*, instance_id: str) -> Instance:
 
 
 def terminate_instance(*, instance_id: str) -> Instance:
-    """End the instance for good; a run in progress can record nothing more."""
+    """End the instance for good; a run in progress can record nothing more. Its
+    unfinished children are terminated too (each in its own transaction, after this one:
+    a child's end locks its parent, so locking them in the other order could deadlock)."""
     with transaction.atomic():
         instance = _locked(instance_id)
         _require(instance, "terminate")
         lifecycle.finish(instance, clock.now(), Status.TERMINATED)
+    unfinished = Instance.objects.filter(parent_id=instance.id).exclude(status__in=FINISHED_STATUSES)
+    for child_id in unfinished.values_list("id", flat=True):
+        try:
+            terminate_instance(instance_id=child_id)
+        except InvalidState:
+            pass  # it finished meanwhile
     return instance
 
 

@@ -53,6 +53,10 @@ class RunProtocol(Protocol):
 
     def patched(self, patch_id: str) -> bool: ...
 
+    def child_step(
+        self, key: str, name: str, workflow: str, params: Any, child_id: str | None, *, wait: bool
+    ) -> Any: ...
+
 
 class StepContext:
     """The `step` argument of a workflow function."""
@@ -116,6 +120,18 @@ class StepContext:
         key = self._run.next_key(name)
         checked_name(type, what=f'wait "{name}": event type', max_length=MAX_EVENT_TYPE)
         return self._run.wait_step(key, name, type, parse_duration(timeout))
+
+    def run_workflow(self, name: str, workflow: str, params: Any = None, id: str | None = None) -> Any:
+        """Start a child instance of `workflow` (once) and wait, holding no worker, for it to
+        finish; return its output. Its error, or its termination, is this step's StepFailed.
+        The child's id defaults to f"{parent id}:{name}"."""
+        key = self._run.next_key(name)
+        return self._run.child_step(key, name, workflow, params, id, wait=True)
+
+    def start_workflow(self, name: str, workflow: str, params: Any = None, id: str | None = None) -> str:
+        """Start a child instance of `workflow` (once) and go on at once; return its id."""
+        key = self._run.next_key(name)
+        return self._run.child_step(key, name, workflow, params, id, wait=False)
 
 
 def _as_aware_datetime(when: datetime | int | float) -> datetime:
