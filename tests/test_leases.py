@@ -3,8 +3,7 @@
 Without a heartbeat (workflows.testing, a shell) a claim holds the instance for
 LEASE_GRACE_SECONDS, and each step's attempt for its timeout plus that grace. In a cluster
 worker the heartbeat renews the leases its process holds, so the lease is short
-(LEASE_SECONDS) and a dead run is noticed that soon, whatever its step's timeout. The
-timer's one look (`tick`) queues due sleepers and takes back runs whose lease ran out.
+(LEASE_SECONDS) and a dead run is noticed that soon, whatever its step's timeout.
 """
 
 import threading
@@ -19,7 +18,7 @@ from workflows import clock, leases, workflow
 from workflows.conf import setting
 from workflows.models import Instance, StepRun
 from workflows.tasks import run_instance
-from workflows.testing import advance, run_until_idle
+from workflows.testing import advance
 from workflows.timers import tick
 
 pytestmark = pytest.mark.django_db
@@ -177,33 +176,3 @@ def test_in_a_worker_a_run_killed_mid_step_is_taken_back_once_its_short_lease_ru
     assert beats == [1, 0, 0]
     assert inst.status() == {"status": "complete", "output": "step", "error": None}
     assert attempts(inst) == [(1, "failed", "AttemptAbandoned"), (2, "succeeded", "")]
-
-
-# --- the timer's look -----------------------------------------------------------------
-
-
-@workflow("leases-test-nap")
-def nap(event, step):
-    step.sleep("nap", "1 minute")
-
-
-@workflow("leases-test-killed-step")
-def killed_step(event, step):
-    step.do("step", killed_the_first_time, "step", timeout="1 minute")
-
-
-def test_one_look_of_the_timer_queues_due_sleepers_and_takes_back_abandoned_runs():
-    sleeper = workflows.create("leases-test-nap")
-    run_until_idle()
-    abandoned = workflows.create("leases-test-killed-step")
-    with pytest.raises(TimeoutException):
-        run_instance(abandoned.id)
-    assert tick() == 0  # nothing is due yet
-
-    clock.shift(timedelta(minutes=1, seconds=setting("LEASE_GRACE_SECONDS") + 1))
-
-    assert tick() == 2
-    assert (status_of(sleeper), status_of(abandoned)) == ("queued", "queued")
-    assert tick() == 0
-    run_until_idle()
-    assert (sleeper.status()["status"], abandoned.status()["status"]) == ("complete", "complete")

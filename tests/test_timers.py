@@ -1,0 +1,147 @@
+"""The timer: one look (`tick`) queues the waiting instances that are due and takes back
+the runs whose lease ran out; between looks it sleeps until the earliest sleeper is due,
+or DURABLE_TIMER_INTERVAL. Every run the engine queues is a django-q2 task naming its
+instance."""
+
+import logging
+from datetime import timedelta
+
+import pytest
+from django_q.exceptions import TimeoutException
+from django_q.models import OrmQ
+
+import workflows
+from workflows import clock, workflow
+from workflows.broker import RUN_TASK
+from workflows.conf import setting
+from workflows.lifecycle import seconds_until_next_wake
+from workflows.models import Instance
+from workflows.tasks import run_instance
+from workflows.testing import run_until_idle
+from workflows.timers import tick
+
+pytestmark = pytest.mark.django_db
+
+killed: set[str] = set()
+
+
+@pytest.fixture(autouse=True)
+def _reset():
+    killed.clear()
+
+
+def status_of(inst) -> str:
+    return Instance.objects.get(pk=inst.id).status
+
+
+def time_passes(duration: timedelta) -> None:
+    """The engine's clock moves on with no timer looking (advance would also run them)."""
+    clock.shift(duration)
+
+
+def take_queued_runs() -> list[str]:
+    """The instances of the run tasks waiting in django-q2's queue, oldest first; taken."""
+    tasks = list(OrmQ.objects.order_by("id"))
+    OrmQ.objects.all().delete()
+    assert {task.func() for task in tasks} <= {RUN_TASK}
+    return [instance_id for task in tasks for instance_id in task.args()]
+
+
+@workflow("timers-test-nap")
+def nap(event, step):
+    step.sleep("nap", event.payload or "1 minute")
+    return "rested"
+
+
+def killed_the_first_time(instance_id: str) -> str:
+    if instance_id not in killed:
+        killed.add(instance_id)
+        raise TimeoutException("django-q2 killed the task")  # as when a worker dies mid-step
+    return "done"
+
+
+@workflow("timers-test-killed-step")
+def killed_step(event, step):
+    return step.do("step", killed_the_first_time, step.instance_id, timeout="1 minute")
+
+
+@workflow("timers-test-wait")
+def wait(event, step):
+    return step.wait_for_event("go", type="go")
+
+
+def abandoned_instance():
+    inst = workflows.create("timers-test-killed-step")
+    with pytest.raises(TimeoutException):
+        run_instance(inst.id)
+    return inst
+
+
+def test_one_look_queues_the_due_sleepers_and_takes_back_the_abandoned_runs_and_says_how_many(caplog):
+    due = workflows.create("timers-test-nap")
+    not_due = workflows.create("timers-test-nap", params="1 hour")
+    run_until_idle()
+    abandoned = abandoned_instance()  # its lease: the step's minute and the grace
+    assert tick() == 0
+
+    time_passes(timedelta(minutes=1, seconds=setting("LEASE_GRACE_SECONDS") + 1))
+    with caplog.at_level(logging.WARNING, logger="workflows"):
+        assert tick() == 2
+
+    assert [status_of(inst) for inst in (due, not_due, abandoned)] == ["queued", "waiting", "queued"]
+    assert f"recovering instance {abandoned.id}: its run stopped without finishing" in caplog.messages
+    assert tick() == 0
+    run_until_idle()
+    assert [inst.status()["status"] for inst in (due, not_due, abandoned)] == [
+        "complete",
+        "waiting",
+        "complete",
+    ]
+
+
+def test_the_timer_leaves_a_paused_instance_whose_sleep_is_due_paused_until_resume():
+    inst = workflows.create("timers-test-nap")
+    run_until_idle()
+    inst.pause()
+
+    time_passes(timedelta(hours=1))
+    assert tick() == 0
+    assert status_of(inst) == "paused"
+
+    inst.resume()
+    run_until_idle()
+    assert inst.status()["output"] == "rested"
+
+
+def test_between_looks_the_timer_sleeps_until_the_earliest_sleeper_is_due():
+    assert seconds_until_next_wake(now=workflows.now()) is None  # nobody waits
+
+    workflows.create("timers-test-nap", params="1 hour")
+    workflows.create("timers-test-nap", params="10 minutes")
+    workflows.create("timers-test-nap", params="2 hours")
+    run_until_idle()
+
+    assert 599 < seconds_until_next_wake(now=workflows.now()) <= 600
+    time_passes(timedelta(minutes=11))
+    assert -61 < seconds_until_next_wake(now=workflows.now()) <= -59  # overdue: look at once
+
+
+def test_every_run_the_engine_queues_for_a_worker_is_a_task_naming_its_instance():
+    sleeper = workflows.create("timers-test-nap")
+    waiter = workflows.create("timers-test-wait")
+    assert take_queued_runs() == [sleeper.id, waiter.id]
+    run_until_idle()
+    assert take_queued_runs() == []
+
+    waiter.send_event("go", "now")
+    assert take_queued_runs() == [waiter.id]
+
+    waiter.pause()
+    waiter.resume()
+    assert take_queued_runs() == [waiter.id]
+
+    abandoned = abandoned_instance()
+    take_queued_runs()
+    time_passes(timedelta(hours=1))
+    tick()
+    assert sorted(take_queued_runs()) == sorted([sleeper.id, abandoned.id])
