@@ -180,12 +180,13 @@ LOGGING = {
 # --- Durable engine ------------------------------------------------------------------
 # workflows/conf.py holds every engine setting with its default and what it means;
 # DURABLE_<NAME> in the environment overrides one (a number of seconds or bytes).
+# (A yes/no one such as DURABLE_SCHEDULES: 0 is no, anything else yes.)
 for _name, _default in ENGINE_DEFAULTS.items():
     if f"DURABLE_{_name}" in os.environ:
-        globals()[f"DURABLE_{_name}"] = type(_default)(os.environ[f"DURABLE_{_name}"])
-
-# DURABLE_SCHEDULES=0: this deployment (a staging site) starts no scheduled workflows.
-DURABLE_SCHEDULES = os.environ.get("DURABLE_SCHEDULES", "1") != "0"
+        _value = os.environ[f"DURABLE_{_name}"]
+        globals()[f"DURABLE_{_name}"] = (
+            _value != "0" if isinstance(_default, bool) else type(_default)(_value)
+        )
 
 # django-q2 delivers the engine's runs: workflows/conf.py's q_cluster() has the values it
 # needs (ORM broker, one attempt, no stored successes, retry above timeout); the site

@@ -6,7 +6,7 @@ from django.core.checks import run_checks
 from django_q.conf import Conf
 
 from workflows.checks import check_database, check_engine_settings, check_task_queue
-from workflows.conf import q_cluster
+from workflows.conf import q_cluster, setting
 
 
 def ids():
@@ -90,6 +90,12 @@ def test_each_bad_task_queue_setting_is_reported_with_its_own_id(monkeypatch, ch
         ({"DURABLE_HEARTBEAT_SECONDS": 2.0}, ["workflows.E006"]),
         ({"DURABLE_LEASE_SECONDS": 0.25}, ["workflows.E006"]),
         ({"DURABLE_RUN_SLICE_SECONDS": 0, "DURABLE_LEASE_SECONDS": 3}, []),
+        ({"DURABLE_RETENTION": "forever"}, ["workflows.E005"]),
+        ({"DURABLE_SCHEDULES": "no"}, ["workflows.E005"]),
+        ({"DURABLE": {"RETENTION": "90 days", "SCHEDULES": False}}, []),
+        ({"DURABLE": {"LEASE_SECONDS": "2"}}, ["workflows.E005"]),
+        ({"DURABLE": {"RETENTON": "90 days"}}, ["workflows.E007"]),
+        ({"DURABLE": ["RETENTION"]}, ["workflows.E007"]),
     ],
 )
 def test_each_bad_engine_setting_is_reported_with_its_own_id(settings, changes, expected):
@@ -105,3 +111,12 @@ def test_sqlite_that_does_not_take_the_write_lock_at_begin_is_reported(monkeypat
     assert [problem.id for problem in check_database()] == ["workflows.W005"]
     database["OPTIONS"] = {"transaction_mode": "IMMEDIATE"}
     assert check_database() == []
+
+
+def test_the_durable_dict_is_read_before_the_single_settings(settings):
+    settings.DURABLE = {"RETENTION": "90 days"}
+    settings.DURABLE_RETENTION = "10 days"
+    settings.DURABLE_LEASE_SECONDS = 2.0
+    assert setting("RETENTION") == "90 days"
+    assert setting("LEASE_SECONDS") == 2.0
+    assert setting("TIMER_INTERVAL") == 0.2  # the default

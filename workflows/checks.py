@@ -139,6 +139,25 @@ def _configured_broker(Conf: Any) -> tuple[type | None, str]:
 @register()
 def check_engine_settings(app_configs: Any = None, **kwargs: Any) -> list:
     problems = []
+    grouped = getattr(settings, "DURABLE", {})
+    if not isinstance(grouped, dict):
+        return [
+            Error(
+                f"DURABLE is {grouped!r}: it must be a dict of engine settings.",
+                hint='e.g. DURABLE = {"RETENTION": "90 days"} (workflows/conf.py lists them).',
+                id="workflows.E007",
+            )
+        ]
+    unknown = sorted(set(grouped) - set(DEFAULTS))
+    if unknown:
+        problems.append(
+            Error(
+                f"DURABLE has unknown key(s) {', '.join(map(repr, unknown))}.",
+                hint=f"The engine's settings are {', '.join(DEFAULTS)} (workflows/conf.py says "
+                "what each means).",
+                id="workflows.E007",
+            )
+        )
     for name, default in DEFAULTS.items():
         if problem := _setting_problem(setting(name), default):
             problems.append(
@@ -164,6 +183,8 @@ def check_engine_settings(app_configs: Any = None, **kwargs: Any) -> list:
 
 def _setting_problem(value: Any, default: Any) -> str | None:
     """What is wrong with an engine setting's value, judged by its default's kind, or None."""
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "it must be True or False"
     if isinstance(default, int | float):
         if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
             return "it must be a number, zero or more"

@@ -1,6 +1,7 @@
 """The engine's settings, read at call time with defaults, so the app works in any Django
-project: set `DURABLE_<NAME>` in the project's settings to change one. And the
-django-q2 configuration the engine needs: `Q_CLUSTER = q_cluster()`."""
+project: set them in one dict, `DURABLE = {"RETENTION": "90 days", "LEASE_SECONDS": 2}`,
+or one by one as `DURABLE_<NAME>` (the dict wins where both are set). And the django-q2
+configuration the engine needs: `Q_CLUSTER = q_cluster()`."""
 
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ DEFAULTS: dict[str, Any] = {
     # Finished instances (complete, errored, terminated) older than this are deleted with
     # their steps, attempts and events by the cluster; @workflow(retention=...) overrides.
     "RETENTION": "30 days",
+    # Start scheduled workflows (@workflow(schedule=...)); False keeps a deployment (a
+    # staging site, a test suite) from starting any.
+    "SCHEDULES": True,
 }
 
 
@@ -76,7 +80,10 @@ def q_cluster(**overrides: Any) -> dict[str, Any]:
 
 
 def setting(name: str) -> Any:
-    """The value of DURABLE_<name>, or its default."""
+    """The engine setting `name`: DURABLE[name], else DURABLE_<name>, else its default."""
+    grouped = getattr(settings, "DURABLE", None)
+    if isinstance(grouped, dict) and name in grouped:
+        return grouped[name]
     return getattr(settings, f"DURABLE_{name}", DEFAULTS[name])
 
 
@@ -89,6 +96,4 @@ def task_timeout() -> int | None:
 
 
 def schedules_enabled() -> bool:
-    """DURABLE_SCHEDULES (default True): False keeps this deployment (a staging site, a
-    test suite) from starting scheduled workflows."""
-    return bool(getattr(settings, "DURABLE_SCHEDULES", True))
+    return bool(setting("SCHEDULES"))
