@@ -116,3 +116,16 @@ def double(event, step):
 @workflow("qcluster-test-parent")
 def parent_of_double(event, step):
     return {"child": step.run_workflow("child", "qcluster-test-child", params=event.payload)}
+
+
+def record_span(directory: str, instance_id: str) -> None:
+    """Appends "<id> <start> <end>" after working for a second: the test counts overlaps."""
+    start = time.time()
+    time.sleep(1)
+    with open(f"{directory}/spans.log", "a") as log:
+        log.write(f"{instance_id} {start:.6f} {time.time():.6f}\n")
+
+
+@workflow("qcluster-test-limited", concurrency=2)
+def limited(event, step):
+    return step.do("work", record_span, event.payload["dir"], step.instance_id)

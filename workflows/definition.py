@@ -25,6 +25,10 @@ class WorkflowOptions:
     retention: timedelta | None = None
     # A 5-field cron expression in UTC: one instance starts at each due time.
     schedule: str | None = None
+    # At most this many instances (per concurrency key) execute steps at once; None: no limit.
+    concurrency: int | None = None
+    # params -> str: the limit applies per key instead of to the whole workflow.
+    concurrency_key: Callable[[Any], Any] | None = None
 
 
 _registry: dict[str, WorkflowFunction] = {}
@@ -32,15 +36,34 @@ _options: dict[str, WorkflowOptions] = {}
 
 
 def workflow(
-    name: str, *, retention: Any = None, schedule: str | None = None
+    name: str,
+    *,
+    retention: Any = None,
+    schedule: str | None = None,
+    concurrency: int | None = None,
+    concurrency_key: Callable[[Any], Any] | None = None,
 ) -> Callable[[WorkflowFunction], WorkflowFunction]:
     """Register the decorated function as the workflow called `name`.
 
     `retention`: how long its finished instances are kept (a duration; default the
     DURABLE_RETENTION setting). `schedule`: a 5-field cron expression in UTC ("0 3 * * *"):
-    an instance starts at each due time."""
+    an instance starts at each due time. `concurrency`: at most this many of its instances
+    execute steps at once (the others stay queued, first come first served);
+    `concurrency_key(params) -> str` applies the limit per key."""
     checked_name(name, what="workflow name", max_length=MAX_WORKFLOW_NAME)
+    if concurrency is not None and (
+        isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
+    ):
+        raise ValueError(
+            f'workflow "{name}": concurrency must be a whole number of 1 or more, got {concurrency!r}'
+        )
+    if concurrency_key is not None and (concurrency is None or not callable(concurrency_key)):
+        raise ValueError(
+            f'workflow "{name}": concurrency_key must be a function of the params, and needs concurrency=N'
+        )
     options = WorkflowOptions(
+        concurrency=concurrency,
+        concurrency_key=concurrency_key,
         retention=None
         if retention is None
         else positive_duration(retention, what=f'workflow "{name}": retention'),

@@ -21,7 +21,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import F, Q, QuerySet
 
-from . import clock, leases
+from . import clock, concurrency, leases
 from .dispatch import enqueue_run
 from .models import Instance, Status, Step, StepKind, StepStatus
 from .signals import instance_finished
@@ -47,7 +47,22 @@ def claimable(now: datetime) -> QuerySet[Instance]:
 
 def claim(instance_id: str, *, now: datetime) -> Instance | None:
     """Take a claimable instance for a new run, in one guarded UPDATE: two claims at once
-    are serialised by the row lock, and the second finds it no longer claimable."""
+    are serialised by the row lock, and the second finds it no longer claimable. An
+    instance of a workflow with a concurrency limit is taken only if it has a slot."""
+    limits = concurrency.limited()
+    if not limits:
+        return _claim(instance_id, now)
+    with transaction.atomic():
+        instance = _claim(instance_id, now)
+        if instance is None or instance.workflow not in limits:
+            return instance
+        if concurrency.admits(instance, limits[instance.workflow]):
+            return instance
+        transaction.set_rollback(True)  # it stays queued; a freed slot queues it again
+        return None
+
+
+def _claim(instance_id: str, now: datetime) -> Instance | None:
     changes = {
         "status": Status.RUNNING.value,
         "lease_token": uuid.uuid4().hex,
@@ -104,11 +119,13 @@ def queue(instance: Instance, now: datetime, *extra_fields: str) -> None:
 def hand_back(instance: Instance, now: datetime) -> None:
     """The run stops between steps (its time slice is up, or its cluster is stopping)."""
     queue(instance, now, *release(instance))
+    concurrency.slot_freed(instance)
 
 
 def stop_paused(instance: Instance) -> None:
     """A paused instance's run stops before its next step; resume queues a new one."""
     instance.save(update_fields=release(instance))
+    concurrency.slot_freed(instance)
 
 
 def pause(instance: Instance, now: datetime) -> None:
@@ -126,6 +143,7 @@ def suspend(instance: Instance, now: datetime, *, wake_at: datetime | None, wait
         instance.status = Status.WAITING
     instance.updated_at = now
     instance.save(update_fields=["wake_at", "waiting_for", "status", "updated_at", *release(instance)])
+    concurrency.slot_freed(instance)
 
 
 def wakes_for(instance: Instance, event_type: str) -> bool:
@@ -166,6 +184,7 @@ def finish(
         ]
     )
     instance_finished.send(sender=None, instance_id=instance.id, status=Status(status).value)
+    concurrency.slot_freed(instance)
     if instance.parent_id:
         _report_to_parent(instance, now)
 

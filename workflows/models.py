@@ -79,6 +79,8 @@ class Instance(models.Model):
     lease_expires_at = models.DateTimeField(null=True)
     # The instance that started this one with step.run_workflow / step.start_workflow.
     parent_id = models.CharField(max_length=100, blank=True, db_index=True)
+    # @workflow(concurrency=N, concurrency_key=fn): fn(params), computed at creation.
+    concurrency_key = models.CharField(max_length=200, blank=True)
 
     class Meta:
         indexes = [
@@ -88,6 +90,10 @@ class Instance(models.Model):
             models.Index(fields=["workflow", "status"], name="instance_workflow_idx"),
             models.Index(fields=["status", "-created_at", "-id"], name="instance_status_newest_idx"),
             models.Index(fields=["finished_at"], name="instance_finished_idx"),  # retention
+            models.Index(
+                fields=["workflow", "concurrency_key", "status", "created_at"],
+                name="instance_concurrency_idx",
+            ),
         ]
         permissions = [
             (
@@ -221,3 +227,17 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.workflow} (last due {self.last_due:%Y-%m-%d %H:%M}Z)"
+
+
+class ConcurrencyGroup(models.Model):
+    """One row per workflow and concurrency key with a limit: a claim locks it to count
+    the group's running instances, so two claims cannot both take the last slot."""
+
+    workflow = models.CharField(max_length=200)
+    key = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["workflow", "key"], name="concurrency_group_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.workflow} [{self.key}]"

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from . import clock, inbox, lifecycle, retention
+from . import clock, concurrency, inbox, lifecycle, retention
 from .definition import get_workflow, parse_duration
 from .errors import InstanceExists, InstanceNotFound, InvalidState
 from .models import FINISHED_STATUSES, Action, Event, Instance, Status, Step, StepRun, StepStatus
@@ -53,6 +53,7 @@ def create_instances(*, workflow: str, items: list[dict[str, Any]], parent_id: s
                 created_at=now,
                 updated_at=now,
                 parent_id=parent_id,
+                concurrency_key=concurrency.key_for(workflow, params),
             )
         )
     ids = [instance.id for instance in instances]
