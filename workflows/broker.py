@@ -2,8 +2,9 @@
 
 Two changes, both about not stalling:
 - On PostgreSQL an idle pusher waits on `LISTEN` instead of sleeping its poll: the
-  transaction that queues a run sends `NOTIFY` (see dispatch.enqueue_run), so an event
-  resumes its instance in milliseconds. SQLite keeps polling.
+  statement that queues a task also sends `NOTIFY` (`enqueue`), delivered when the
+  transaction that queues it commits, so an event resumes its instance in milliseconds.
+  SQLite keeps polling.
 - A run task not acknowledged within DURABLE_REDELIVERY_SECONDS is delivered again,
   instead of after Q_CLUSTER["retry"] (an hour): a cluster killed with tasks in memory
   stalls nothing for long. A run delivered twice is harmless (the engine's claim lets
@@ -49,6 +50,22 @@ class DurableBroker(ORM):
             cls._connections_checked = time.monotonic()
             return super().get_connection(list_key)
         return OrmQ.objects.using(Conf.ORM)
+
+    def enqueue(self, task: str) -> int:
+        """Queue a task; on PostgreSQL the same statement sends the NOTIFY that wakes idle
+        pushers (delivered when the caller's transaction commits)."""
+        connection = connections[Conf.ORM]
+        if connection.vendor != "postgresql":
+            return super().enqueue(task)
+        fields = {f.name: connection.ops.quote_name(f.column) for f in OrmQ._meta.concrete_fields}
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {connection.ops.quote_name(OrmQ._meta.db_table)} "
+                f"({fields['key']}, {fields['payload']}, {fields['lock']}) VALUES (%s, %s, %s) "
+                "RETURNING id, pg_notify(%s, '')",
+                [self.list_key or Conf.CLUSTER_NAME, task, timezone.now(), CHANNEL],
+            )
+            return cursor.fetchone()[0]
 
     def dequeue(self) -> list[tuple[int, str]] | None:
         now = timezone.now()
@@ -143,9 +160,3 @@ def _is_run(payload: str) -> bool:
         return False  # the pusher reports and fails it
 
 
-def notify_work(using: str) -> None:
-    """Wake idle pushers (PostgreSQL); sent at the commit of the caller's transaction."""
-    connection = connections[using]
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(f"NOTIFY {CHANNEL}")
