@@ -212,6 +212,18 @@ def _report_to_parent(child: Instance, now: datetime) -> None:
         queue(parent, now)
 
 
+def retry(instance: Instance, now: datetime) -> None:
+    """An errored instance runs again from the step whose failure errored it, with fresh
+    attempts; failures the workflow caught and handled stay as they were recorded."""
+    Step.objects.filter(
+        instance=instance,
+        generation=instance.generation,
+        key=instance.failed_step_key,
+        status=StepStatus.FAILED,
+    ).update(status=StepStatus.RETRYING, attempts=0, wake_at=None, completed_at=None)
+    reopen(instance, now, new_generation=False)
+
+
 def reopen(instance: Instance, now: datetime, *, new_generation: bool) -> None:
     """Retry (same generation) or restart (a new one): clear the ending and queue a run."""
     fields = ["output", "error", "error_traceback", "failed_step_key", "finished_at"]

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from django.db import DatabaseError, connection, transaction
 from django_q.exceptions import TimeoutException
 
-from . import attempt_sql, clock, inbox, leases, lifecycle, services, shutdown
+from . import attempt_sql, clock, creation, inbox, leases, lifecycle, shutdown
 from .attempts import MAX_TRACEBACK_CHARS, ControlFlow, Failure, StepInfo, call_step
 from .conf import setting
 from .definition import RetryPolicy, describe_duration, get_workflow
@@ -516,7 +516,7 @@ class _Run:
             def write(instance: Instance) -> Step:
                 now = clock.now()
                 # In this run's transaction: the child exists if and only if the step does.
-                services.create_instance(
+                creation.create_one(
                     workflow=workflow, params=params, instance_id=child_id, parent_id=self.instance_id
                 )
                 record = self._new_step(key, name, StepKind.CHILD, now, child_id=child_id)
@@ -548,11 +548,11 @@ class _Run:
 
     def _child_again(self, instance: Instance, step: Step) -> Step:
         """Retry an errored child, restart a terminated one, and wait for it again."""
-        child = Instance.objects.get(pk=step.child_id)
+        child = Instance.objects.select_for_update().get(pk=step.child_id)
         if child.status == Status.ERRORED:
-            services.retry_instance(instance_id=child.id)
+            lifecycle.retry(child, clock.now())
         elif child.status == Status.TERMINATED:
-            services.restart_instance(instance_id=child.id)
+            lifecycle.reopen(child, clock.now(), new_generation=True)
         step.status, step.error, step.completed_at = StepStatus.WAITING, None, None
         step.save(update_fields=["status", "error", "completed_at"])
         lifecycle.suspend(instance, clock.now(), wake_at=None)

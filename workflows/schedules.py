@@ -19,10 +19,10 @@ from django.db import transaction
 
 from . import clock
 from .conf import schedules_enabled
+from .creation import create_one
 from .definition import registered_workflows, workflow_options
 from .errors import InstanceExists
 from .models import Schedule
-from .services import create_instance
 
 # Per process: the due time each schedule was last looked at, so a tick costs no query
 # until a schedule's next due time comes.
@@ -73,7 +73,7 @@ def _start_once(name: str, due: datetime) -> int:
         if not Schedule.objects.filter(workflow=name, last_due__lt=due).update(last_due=due):
             return 0  # started by another timer, or not due yet
         try:
-            create_instance(
+            create_one(
                 workflow=name,
                 params={"scheduled_at": due.isoformat().replace("+00:00", "Z")},
                 instance_id=instance_id(name, due),

@@ -6,83 +6,35 @@ runs workflow code, they change rows and queue runs.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
-from . import clock, concurrency, inbox, lifecycle, retention
-from .definition import get_workflow, parse_duration
-from .errors import InstanceExists, InstanceNotFound, InvalidState
-from .models import FINISHED_STATUSES, Action, Event, Instance, Status, Step, StepRun, StepStatus
+from . import clock, creation, inbox, lifecycle, retention
+from .definition import parse_duration
+from .errors import InstanceNotFound, InvalidState
+from .models import FINISHED_STATUSES, Action, Event, Instance, Status, Step, StepRun
 from .names import (
     MAX_EVENT_TYPE,
     MAX_STEP_NAME,
     MAX_WORKFLOW_NAME,
-    checked_instance_id,
     checked_name,
     is_instance_id,
 )
 from .payloads import to_json_value
 
 
-def create_instances(*, workflow: str, items: list[dict[str, Any]], parent_id: str = "") -> list[Instance]:
+def create_instances(*, workflow: str, items: list[dict[str, Any]]) -> list[Instance]:
     """Create and queue instances of `workflow`, all or none.
 
-    Each item is {"params": JSON value, "id": optional str}. `parent_id`: they are children
-    of that instance (step.run_workflow, step.start_workflow).
+    Each item is {"params": JSON value, "id": optional str}.
     """
-    get_workflow(workflow)
-    if not isinstance(items, list | tuple):
-        raise ValueError(f"instances to create must be a list of dicts, got {type(items).__name__}")
-    now = clock.now()
-    instances = []
-    for position, item in enumerate(items):
-        if not isinstance(item, dict) or set(item) - {"params", "id"}:
-            raise ValueError(
-                f'item {position} must be a dict with "params" and optionally "id", got {item!r}'
-            )
-        instance_id = _checked_instance_id(item.get("id"))
-        params = to_json_value(item.get("params"), what=f'params of instance "{instance_id}"')
-        instances.append(
-            Instance(
-                id=instance_id,
-                workflow=workflow,
-                params=params,
-                status=Status.QUEUED,
-                created_at=now,
-                updated_at=now,
-                parent_id=parent_id,
-                concurrency_key=concurrency.key_for(workflow, params),
-            )
-        )
-    ids = [instance.id for instance in instances]
-    repeated = sorted({i for i in ids if ids.count(i) > 1})
-    if repeated:
-        raise InstanceExists(f"instance id(s) given more than once: {', '.join(repeated)}")
-    try:
-        with transaction.atomic():
-            taken = sorted(Instance.objects.filter(pk__in=ids).values_list("id", flat=True))
-            if taken:
-                raise InstanceExists(f"instance id(s) already taken: {', '.join(taken)}")
-            lifecycle.start(instances)
-    except IntegrityError:
-        raise InstanceExists(f"instance id(s) already taken: {', '.join(ids)}") from None
-    return instances
+    return creation.create(workflow=workflow, items=items)
 
 
-def create_instance(
-    *, workflow: str, params: Any = None, instance_id: str | None = None, parent_id: str = ""
-) -> Instance:
+def create_instance(*, workflow: str, params: Any = None, instance_id: str | None = None) -> Instance:
     """Create and queue one instance of `workflow`."""
-    item: dict[str, Any] = {"params": params}
-    if instance_id is not None:
-        item["id"] = instance_id
-    return create_instances(workflow=workflow, items=[item], parent_id=parent_id)[0]
-
-
-def _checked_instance_id(value: Any) -> str:
-    return uuid.uuid4().hex if value is None else checked_instance_id(value)
+    return creation.create_one(workflow=workflow, params=params, instance_id=instance_id)
 
 
 def _locked(instance_id: str) -> Instance:
@@ -216,15 +168,7 @@ def retry_instance(*, instance_id: str) -> Instance:
     with transaction.atomic():
         instance = _locked(instance_id)
         _require(instance, "retry")
-        # Only the step whose failure errored the instance: failures the workflow caught
-        # and handled stay as they were recorded.
-        Step.objects.filter(
-            instance=instance,
-            generation=instance.generation,
-            key=instance.failed_step_key,
-            status=StepStatus.FAILED,
-        ).update(status=StepStatus.RETRYING, attempts=0, wake_at=None, completed_at=None)
-        lifecycle.reopen(instance, clock.now(), new_generation=False)
+        lifecycle.retry(instance, clock.now())
     return instance
 
 
