@@ -103,6 +103,11 @@ def test_lifecycle_subcommands_drive_the_instance():
     assert cli("pause", "cycle").strip() == "cycle is now paused"
     assert cli("resume", "cycle").strip() == "cycle is now queued"
     assert cli("terminate", "cycle").strip() == "cycle is now terminated"
+    cli("start", "cli-test-approval", "--params", '{"a": 1, "b": 2}', "--id", "saga")
+    run_until_idle()
+    assert cli("terminate", "saga", "--rollback").strip() == "saga is now queued"  # to compensate
+    run_until_idle()
+    assert workflows.get("saga").status()["status"] == "terminated"
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ def start(instance_id: str, token: str, lease_expires: datetime | None, step: St
     """Save `step` (all of it when new, else its status, attempts and wake_at) and insert
     `attempt`, if the run leased with `token` holds the running instance; also moves its
     lease to `lease_expires` unless None. False, and nothing written, otherwise."""
-    guard, params = _guard(instance_id, token, lease_expires)
+    guard, params = _guard(instance_id, token, lease_expires, new_step=True)
     if step.pk is None:
         columns, values = _row(step)
         write_step = f"INSERT INTO {_table(Step)} ({columns}) SELECT {_marks(values)} FROM held RETURNING id"
@@ -68,10 +68,14 @@ def end(instance_id: str, token: str, lease_expires: datetime | None, step: Step
         return cursor.fetchone() is not None
 
 
-def _guard(instance_id: str, token: str, lease_expires: datetime | None) -> tuple[str, list]:
-    """The instance row, locked, if this run holds it and it is running. Moving the lease
-    locks the row as FOR UPDATE does."""
+def _guard(
+    instance_id: str, token: str, lease_expires: datetime | None, *, new_step: bool = False
+) -> tuple[str, list]:
+    """The instance row, locked, if this run holds it and it is running (and, before a new
+    step, no rollback was asked for). Moving the lease locks the row as FOR UPDATE does."""
     where = f"id = %s AND {_quote('lease_token')} = %s AND status = %s"
+    if new_step:
+        where += f" AND NOT {_quote('rollback_requested')}"
     params = [instance_id, token, Status.RUNNING.value]
     if lease_expires is None:
         return f"SELECT id FROM {_table(Instance)} WHERE {where} FOR UPDATE", params

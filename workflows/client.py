@@ -51,10 +51,12 @@ class Instance:
 
         resume_instance(instance_id=self.id)
 
-    def terminate(self) -> None:
+    def terminate(self, rollback: bool = False) -> None:
+        """End the instance; `rollback=True` runs the compensations of its completed steps
+        (newest first) before it ends as terminated."""
         from .services import terminate_instance
 
-        terminate_instance(instance_id=self.id)
+        terminate_instance(instance_id=self.id, rollback=rollback)
 
     def restart(self, from_step: str | None = None) -> None:
         """Run again from the start, or from the first step named `from_step` (the steps

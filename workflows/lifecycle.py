@@ -224,9 +224,20 @@ def retry(instance: Instance, now: datetime) -> None:
     reopen(instance, now, new_generation=False)
 
 
+def request_rollback(instance: Instance, now: datetime) -> None:
+    """terminate(rollback=True): a run (the one running now, at its next step, or a new one)
+    runs the compensations, then finishes the instance as terminated."""
+    instance.rollback_requested = True
+    if instance.status == Status.RUNNING:
+        instance.save(update_fields=["rollback_requested"])
+    else:
+        queue(instance, now, "rollback_requested")
+
+
 def reopen(instance: Instance, now: datetime, *, new_generation: bool) -> None:
     """Retry (same generation) or restart (a new one): clear the ending and queue a run."""
-    fields = ["output", "error", "error_traceback", "failed_step_key", "finished_at"]
+    instance.rollback_requested = False
+    fields = ["output", "error", "error_traceback", "failed_step_key", "finished_at", "rollback_requested"]
     if new_generation:
         instance.generation += 1
         fields.append("generation")

@@ -81,6 +81,9 @@ class Instance(models.Model):
     parent_id = models.CharField(max_length=100, blank=True, db_index=True)
     # @workflow(concurrency=N, concurrency_key=fn): fn(params), computed at creation.
     concurrency_key = models.CharField(max_length=200, blank=True)
+    # terminate(rollback=True): the next run stops at its first unfinished step, runs the
+    # compensations of the steps that succeeded, and ends the instance as terminated.
+    rollback_requested = models.BooleanField(default=False)
 
     class Meta:
         indexes = [

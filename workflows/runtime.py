@@ -59,6 +59,14 @@ class _EngineFailure(ControlFlow):
     """The engine's own database write failed; the run is abandoned and recovered later."""
 
 
+class _RollingBack(ControlFlow):
+    """terminate(rollback=True): the run stops at its first unfinished step to compensate."""
+
+
+# A recorded step in one of these is over: replaying it returns or raises its outcome.
+_OVER = (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.TIMED_OUT)
+
+
 def run_instance(instance_id: str) -> str:
     """Run the instance if it is queued and unclaimed; return what became of the run."""
     if shutdown.draining():
@@ -103,16 +111,40 @@ class _Run:
         self.name_counts: Counter[str] = Counter()
         self.started = time.monotonic()
         self.steps_started = 0
+        # (name, undo, result, policy, timeout) of each step that succeeded with a rollback=
+        self.compensations: list[tuple[str, Callable[..., Any], Any, RetryPolicy, timedelta]] = []
+        self.rolling_back = instance.rollback_requested
+        self.compensating = False
 
     # --- the run as a whole ------------------------------------------------------------
 
     def execute(self) -> str:
         try:
-            fn = get_workflow(self.workflow)
-            output = fn(self.event, StepContext(self))
-            if self.nondeterminism is not None:  # the workflow caught it: it still stands
-                raise self.nondeterminism
-            output = to_json_value(output, what=f'the return value of workflow "{self.workflow}"')
+            try:
+                fn = get_workflow(self.workflow)
+                output = fn(self.event, StepContext(self))
+                if self.nondeterminism is not None:  # the workflow caught it: it still stands
+                    raise self.nondeterminism
+                output = to_json_value(output, what=f'the return value of workflow "{self.workflow}"')
+            except _RollingBack:
+                self._compensate()
+                return self._finish(Status.TERMINATED)
+            except (ControlFlow, TimeoutException):
+                raise
+            except BaseException as exc:
+                exc = self.nondeterminism or exc
+                if isinstance(exc, StepFailed):
+                    error, failed_step = (
+                        _error_dict(exc.error_type, exc.message),
+                        getattr(exc, "_step_key", ""),
+                    )
+                else:
+                    error, failed_step = _error_dict(type(exc).__name__, str(exc) or type(exc).__name__), ""
+                trace = traceback.format_exc()[-MAX_TRACEBACK_CHARS:]
+                if self.nondeterminism is None:  # a broken history has nothing safe to replay
+                    self._compensate()
+                return self._finish(Status.ERRORED, error=error, failed_step=failed_step, trace=trace)
+            return self._finish(Status.COMPLETE, output=output)
         except _Suspended:
             return "suspended"
         except _Stopped:
@@ -120,22 +152,29 @@ class _Run:
         except _EngineFailure:
             logger.exception("run of %s abandoned: the engine could not write", self.instance_id)
             raise
-        except TimeoutException:
-            raise
-        except BaseException as exc:
-            exc = self.nondeterminism or exc
-            if isinstance(exc, StepFailed):
-                error, failed_step = _error_dict(exc.error_type, exc.message), getattr(exc, "_step_key", "")
-            else:
-                error, failed_step = _error_dict(type(exc).__name__, str(exc) or type(exc).__name__), ""
-            return self._finish(Status.ERRORED, error=error, failed_step=failed_step)
-        return self._finish(Status.COMPLETE, output=output)
+
+    def _compensate(self) -> None:
+        """Run the compensations of the steps that succeeded, newest first: each a recorded
+        step ("rollback <name>") with its step's retry policy, so a replay skips the ones
+        done. One that fails for good is recorded as failed, and the others still run."""
+        self.compensating = True
+        for name, undo, result, policy, limit in reversed(self.compensations):
+            label = f"rollback {name}"[:MAX_STEP_NAME]
+            try:
+                self.do_step(self.next_key(label), label, undo, (result,), {}, policy, limit, None)
+            except StepFailed as failed:
+                logger.warning("instance %s: %s failed for good: %s", self.instance_id, label, failed)
 
     def _finish(
-        self, status: Status, *, output: Any = None, error: dict | None = None, failed_step: str = ""
+        self,
+        status: Status,
+        *,
+        output: Any = None,
+        error: dict | None = None,
+        failed_step: str = "",
+        trace: str = "",
     ) -> str:
         """`failed_step`: the key of the step whose failure errored the instance (retry reruns it)."""
-        trace = traceback.format_exc()[-MAX_TRACEBACK_CHARS:] if error else ""
 
         def write(instance: Instance) -> None:
             lifecycle.finish(
@@ -148,10 +187,7 @@ class _Run:
                 failed_step_key=failed_step,
             )
 
-        try:
-            self._transact_retrying(write)
-        except _Stopped:
-            return "stopped"
+        self._transact_retrying(write)
         return str(status)
 
     def _transact(self, write: Callable[[Instance], T], *, new_step: bool = False, durable: bool = True) -> T:
@@ -169,6 +205,13 @@ class _Run:
                 if not durable:
                     _commit_without_waiting_for_disk()
                 instance = Instance.objects.select_for_update().only(*_GUARD_FIELDS).get(pk=self.instance_id)
+                if (
+                    new_step
+                    and instance.rollback_requested
+                    and not self.compensating
+                    and instance.lease_token == self.token
+                ):
+                    raise _RollingBack  # terminate(rollback=True) while this run ran
                 if not self._must_stop(instance, new_step=new_step):
                     if instance.status == Status.QUEUED:
                         # Resumed while this run still held its lease: the run carries on.
@@ -225,6 +268,10 @@ class _Run:
         """The recorded step `key`, or None for a new step; checks the run still follows
         its history (same kind, same order, no recorded step left behind)."""
         step = self.history.get(key)
+        if self.compensating:
+            return step  # compensations follow wherever the run stopped: no order to check
+        if self.rolling_back and (step is None or step.status not in _OVER):
+            raise _RollingBack  # the first step not over: compensate from here
         if key in self.position:
             expected = self.history[self.recorded_order[self.reached]]
             if self.position[key] != self.reached:
@@ -301,11 +348,14 @@ class _Run:
         kwargs: dict,
         policy: RetryPolicy,
         limit: timedelta,
+        rollback: Callable[..., Any] | None,
     ) -> Any:
         step = self.recorded(key, StepKind.DO)
         while True:
             if step is not None:
                 if step.status == StepStatus.SUCCEEDED:
+                    if rollback is not None:
+                        self.compensations.append((name, rollback, step.result, policy, limit))
                     return step.result
                 if step.status == StepStatus.FAILED:
                     failure = StepFailed(name, step.attempts, step.error["type"], step.error["message"])
@@ -428,7 +478,7 @@ class _Run:
         new_step: bool = False,
     ) -> bool:
         """Try `write` (one of attempt_sql's) where it applies; False: take the general path."""
-        if not attempt_sql.applies() or (new_step and self._must_hand_back()):
+        if not attempt_sql.applies() or self.compensating or (new_step and self._must_hand_back()):
             return False
         try:
             return write(self.instance_id, self.token, lease, step, attempt)
@@ -588,7 +638,7 @@ def _default_child_id(parent_id: str, name: str, key: str, generation: int) -> s
 
 
 # What a run's guarded writes read of the instance row (its params and output can be large).
-_GUARD_FIELDS = ("id", "status", "lease_token")
+_GUARD_FIELDS = ("id", "status", "lease_token", "rollback_requested")
 
 
 def _commit_without_waiting_for_disk() -> None:

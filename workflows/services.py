@@ -96,18 +96,23 @@ def resume_instance(*, instance_id: str) -> Instance:
     return instance
 
 
-def terminate_instance(*, instance_id: str) -> Instance:
-    """End the instance for good; a run in progress can record nothing more. Its
-    unfinished children are terminated too (each in its own transaction, after this one:
-    a child's end locks its parent, so locking them in the other order could deadlock)."""
+def terminate_instance(*, instance_id: str, rollback: bool = False) -> Instance:
+    """End the instance for good; a run in progress can record nothing more. `rollback`:
+    first run the compensations (step.do(..., rollback=undo)) of the steps that succeeded,
+    newest first; the instance ends as terminated once they ran. Its unfinished children
+    are terminated too (each in its own transaction, after this one: a child's end locks
+    its parent, so locking them in the other order could deadlock)."""
     with transaction.atomic():
         instance = _locked(instance_id)
         _require(instance, "terminate")
-        lifecycle.finish(instance, clock.now(), Status.TERMINATED)
+        if rollback:
+            lifecycle.request_rollback(instance, clock.now())
+        else:
+            lifecycle.finish(instance, clock.now(), Status.TERMINATED)
     unfinished = Instance.objects.filter(parent_id=instance.id).exclude(status__in=FINISHED_STATUSES)
     for child_id in unfinished.values_list("id", flat=True):
         try:
-            terminate_instance(instance_id=child_id)
+            terminate_instance(instance_id=child_id, rollback=rollback)
         except InvalidState:
             pass  # it finished meanwhile
     return instance

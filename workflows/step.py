@@ -45,6 +45,7 @@ class RunProtocol(Protocol):
         kwargs: dict,
         policy: RetryPolicy,
         limit: timedelta,
+        rollback: Callable[..., Any] | None,
     ) -> Any: ...
 
     def sleep_step(self, key: str, name: str, wake_at_for: Callable[[datetime], datetime]) -> None: ...
@@ -76,12 +77,19 @@ class StepContext:
         *args: Any,
         retries: RetryPolicy | dict | None = None,
         timeout: Any = None,
+        rollback: Callable[[Any], Any] | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Run `fn(*args, **kwargs)` at most once successfully; return its recorded result."""
+        """Run `fn(*args, **kwargs)` at most once successfully; return its recorded result.
+
+        `rollback`: `rollback(result)` undoes the step; it runs, as a recorded step with the
+        same retries, if the instance errors with an uncaught failure later or is
+        terminated with rollback=True."""
         key = self._run.next_key(name)
         if not callable(fn):
             raise TypeError(f'step "{name}": {fn!r} is not callable')
+        if rollback is not None and not callable(rollback):
+            raise TypeError(f'step "{name}": rollback {rollback!r} is not callable')
         policy = RetryPolicy.coerce(retries)
         limit = parse_duration(DEFAULT_STEP_TIMEOUT if timeout is None else timeout)
         if limit.total_seconds() <= 0:
@@ -95,7 +103,7 @@ class StepContext:
                 f"({task_seconds} s, DURABLE_TASK_TIMEOUT, less {MIN_TASK_HEADROOM_SECONDS} s): "
                 "shorten the step's timeout or raise DURABLE_TASK_TIMEOUT"
             )
-        return self._run.do_step(key, name, fn, args, kwargs, policy, limit)
+        return self._run.do_step(key, name, fn, args, kwargs, policy, limit, rollback)
 
     def sleep(self, name: str, duration: Any) -> None:
         """Suspend the instance for `duration`; no worker is held meanwhile."""

@@ -106,6 +106,12 @@ class Command(BaseCommand):
                 command.add_argument(
                     "--from-step", type=_text, help="keep the steps before the first step of this name"
                 )
+            if action == Action.TERMINATE:
+                command.add_argument(
+                    "--rollback",
+                    action="store_true",
+                    help="run the compensations of the completed steps first",
+                )
 
     def handle(self, *args: Any, subcommand: str, **options: Any) -> None:
         try:
@@ -142,6 +148,10 @@ class Command(BaseCommand):
             if subcommand == Action.RESTART:
                 instance = services.restart_instance(
                     instance_id=options["instance_id"], from_step=options["from_step"]
+                )
+            elif subcommand == Action.TERMINATE:
+                instance = services.terminate_instance(
+                    instance_id=options["instance_id"], rollback=options["rollback"]
                 )
             else:
                 instance = services.apply_lifecycle_action(
