@@ -158,5 +158,3 @@ def _is_run(payload: str) -> bool:
         return SignedPackage.loads(payload).get("func") == RUN_TASK
     except (TypeError, BadSignature):
         return False  # the pusher reports and fails it
-
-
