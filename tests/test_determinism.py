@@ -200,3 +200,40 @@ def test_a_patch_id_must_be_a_name():
     run_until_idle()
     assert inst.status()["error"]["type"] == "ValueError"
     assert "patch id must be a non-empty string" in inst.status()["error"]["message"]
+
+
+def test_the_error_says_which_instance_and_how_to_change_a_workflow_safely():
+    inst = start_and_wait_in_cool_off()
+    deploy(3)
+    advance("1 hour")
+    message = errored_with_nondeterminism(inst)
+    assert message.startswith(f"the workflow code no longer matches the history of instance {inst.id}: ")
+    assert message.endswith(
+        ". Change a workflow with instances in flight under `if step.patched(...)`, or restart them."
+    )
+
+
+@workflow("determinism-patched-answer")
+def patched_answer_flow(event, step):
+    step.do("charge", run, "charge")
+    answer = step.patched("send receipt") if code["version"] == 2 else None
+    step.sleep("cool-off", "1 hour")
+    return answer if code["version"] == 2 else step.patched("send receipt")
+
+
+def test_patched_answers_false_not_just_something_falsy_while_replaying_history_from_before_it():
+    old = workflows.create("determinism-patched-answer")
+    run_until_idle()
+    deploy(2)
+    advance("1 hour")
+    assert old.status()["output"] is False
+
+
+def test_a_patch_marker_is_recorded_as_ended_when_the_run_takes_the_new_path():
+    deploy(2)
+    inst = workflows.create("determinism-patched-answer")
+    run_until_idle()
+    marker = Step.objects.get(instance_id=inst.id, kind="patch")
+    assert (marker.status, marker.completed_at == marker.created_at) == ("succeeded", True)
+    advance("1 hour")
+    assert inst.status()["output"] is True

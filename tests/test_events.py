@@ -5,6 +5,7 @@ import pytest
 import workflows
 from workflows import WaitTimeout, workflow
 from workflows.models import Event, Step
+from workflows.tasks import run_instance
 from workflows.testing import advance, run_until_idle
 
 pytestmark = pytest.mark.django_db
@@ -145,3 +146,57 @@ def test_events_can_be_sent_to_a_paused_instance_and_are_kept():
     inst.resume()
     run_until_idle()
     assert inst.status()["output"] == {"decision": {"approved": True}}
+
+
+@workflow("events-test-no-time-to-wait")
+def no_time_to_wait_flow(event, step):
+    try:
+        return step.wait_for_event("approval", type="approval", timeout=0)
+    except WaitTimeout as exc:
+        return str(exc)
+
+
+def test_a_wait_with_no_time_left_and_no_event_times_out_without_suspending_the_instance():
+    inst = workflows.create("events-test-no-time-to-wait")
+    assert run_instance(inst.id) == "complete"
+    assert (
+        inst.status()["output"] == 'wait "approval" for an event of type "approval" timed out after 0 seconds'
+    )
+    wait = Step.objects.get(instance_id=inst.id, kind="wait")
+    assert (wait.status, wait.completed_at is not None) == ("timed_out", True)
+
+
+@workflow("events-test-bad-wait-type")
+def bad_wait_type_flow(event, step):
+    return step.wait_for_event("approval", type="")
+
+
+def test_a_wait_for_an_event_type_that_is_not_a_name_errors_naming_the_wait():
+    inst = workflows.create("events-test-bad-wait-type")
+    run_until_idle()
+    error = inst.status()["error"]
+    assert error["type"] == "ValueError"
+    assert error["message"].startswith('wait "approval": event type must be a non-empty string')
+
+
+def pause_myself(instance_id):
+    workflows.get(instance_id).pause()
+
+
+@workflow("events-test-paused-before-wait")
+def paused_before_wait_flow(event, step):
+    step.do("pause myself", pause_myself, step.instance_id)
+    after_wait = step.wait_for_event("approval", type="approval", timeout="1 hour")
+    return {"decision": after_wait}
+
+
+def test_a_paused_instance_starts_no_wait_until_it_is_resumed():
+    inst = workflows.create("events-test-paused-before-wait")
+    assert run_instance(inst.id) == "stopped"
+    assert not Step.objects.filter(instance_id=inst.id, kind="wait").exists()
+
+    inst.resume()
+    run_until_idle()
+    inst.send_event("approval", "yes")
+    run_until_idle()
+    assert inst.status()["output"] == {"decision": "yes"}

@@ -104,6 +104,19 @@ def test_terminate_ends_the_instance_with_no_error_traceback_or_failed_step():
     assert waits_for(inst) == ("terminated", False, False)
 
 
+@workflow("transitions-test-completes")
+def completes(event, step):
+    return step.do("load", lambda: "loaded")
+
+
+def test_a_completed_instance_has_its_output_and_no_error_traceback_or_failed_step():
+    inst = workflows.create("transitions-test-completes")
+    run_until_idle()
+
+    assert ending(inst) == ("loaded", None, "", "", True)
+    assert waits_for(inst) == ("complete", False, False)
+
+
 @pytest.mark.parametrize("action", ["retry", "restart"])
 def test_retry_and_restart_clear_the_ending_until_the_instance_ends_again(action):
     inst = workflows.create("transitions-test-fails")
