@@ -638,7 +638,16 @@ def _default_child_id(parent_id: str, name: str, key: str, generation: int) -> s
 
 
 # What a run's guarded writes read of the instance row (its params and output can be large).
-_GUARD_FIELDS = ("id", "status", "lease_token", "rollback_requested")
+# (The transitions read workflow, concurrency_key and parent_id: loaded here, not deferred.)
+_GUARD_FIELDS = (
+    "id",
+    "status",
+    "lease_token",
+    "rollback_requested",
+    "workflow",
+    "concurrency_key",
+    "parent_id",
+)
 
 
 def _commit_without_waiting_for_disk() -> None:
