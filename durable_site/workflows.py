@@ -26,6 +26,11 @@ def charge_card(order: dict, failure_rate: float) -> dict:
     return {"id": f"ch_{order['id']}_{random.randint(1000, 9999)}", "amount": order["amount"]}
 
 
+def refund(receipt: dict) -> dict:
+    """The charge's compensation: run if the order fails later or is terminated with rollback."""
+    return {"refunded": receipt["id"], "amount": receipt["amount"]}
+
+
 def send_email(to: str, subject: str) -> dict:
     return {"to": to, "subject": subject, "sent": True}
 
@@ -33,6 +38,7 @@ def send_email(to: str, subject: str) -> dict:
 @workflow("order-fulfilment")
 def order_fulfilment(event, step):
     """Charge a flaky payment API (retries with backoff), then wait for a manager's approval.
+    Terminated with rollback (or failing later), the charge is refunded.
 
     Params: {"order_id": int, "payment_failure_rate": float between 0 and 1, default 0.6}.
     """
@@ -44,6 +50,7 @@ def order_fulfilment(event, step):
         event.payload.get("payment_failure_rate", 0.6),
         retries={"limit": 8, "delay": "2 seconds", "backoff": "exponential"},
         timeout="30 seconds",
+        rollback=refund,
     )
     try:
         decision = request_approval(

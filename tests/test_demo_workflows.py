@@ -28,6 +28,20 @@ def test_an_order_is_charged_then_waits_for_a_manager_and_ships_when_approved():
     assert status["output"]["approved"] is True
 
 
+def test_an_order_terminated_with_rollback_refunds_its_charge_and_cancels_its_approval():
+    inst = workflows.create("order-fulfilment", params={"order_id": 7, "payment_failure_rate": 0})
+    run_until_idle()
+
+    inst.terminate(rollback=True)
+    run_until_idle()
+
+    assert inst.status()["status"] == "terminated"
+    charge = Step.objects.get(instance_id=inst.id, name="charge card")
+    refund = Step.objects.get(instance_id=inst.id, name="rollback charge card")
+    assert refund.result == {"refunded": charge.result["id"], "amount": "42.00"}
+    assert ApprovalRequest.objects.get(instance_id=inst.id).status == "cancelled"
+
+
 def test_a_flaky_payment_api_is_retried_with_backoff():
     inst = workflows.create("order-fulfilment", params={"order_id": 7, "payment_failure_rate": 1})
     run_until_idle()
