@@ -80,7 +80,9 @@ def test_a_failing_step_is_retried_from_the_instance_page(operator_page, live_se
 
     assert inst.status()["output"] == "charged"
     assert (tmp_path / "reserve.log").read_text().splitlines() == ["reserved"]  # not run again
-    attempts = StepRun.objects.filter(step__instance_id=inst.id, step__name="charge").order_by("started_at", "id")
+    attempts = StepRun.objects.filter(step__instance_id=inst.id, step__name="charge").order_by(
+        "started_at", "id"
+    )
     assert list(attempts.values_list("attempt", "outcome")) == [(1, "failed"), (1, "succeeded")]
 
 
