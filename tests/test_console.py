@@ -7,10 +7,11 @@ from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
 import workflows
 from workflows import NonRetryableError, workflow
-from workflows.models import Event, Instance
+from workflows.models import Event, Instance, Step
 from workflows.roles import OPERATORS, VIEWERS
 from workflows.testing import run_until_idle
 
@@ -386,6 +387,30 @@ def test_lifecycle_actions_call_the_services(operator, action, status):
     run_until_idle()
     operator.post(reverse("workflows:instance_action", args=["w", action]))
     assert workflows.get("w").status()["status"] == status
+
+
+def test_restart_from_a_step_and_terminate_with_rollback_are_offered_and_work(operator):
+    workflows.create("console-test-waits", id="w")
+    run_until_idle()
+    page = operator.get(reverse("workflows:instance_detail", args=["w"])).content.decode()
+    assert page.count("Restart from here") == 2  # prepare, cool-off
+    assert "Terminate with rollback" in page
+
+    url = reverse("workflows:instance_action", args=["w", "restart"])
+    operator.post(url, {"from_step": "cool-off"})
+    run_until_idle()
+    steps = Step.objects.filter(instance_id="w", generation=2).order_by("id")
+    assert [(step.name, step.status) for step in steps] == [
+        ("prepare", "succeeded"),
+        ("cool-off", "sleeping"),
+    ]
+
+    response = operator.post(url, {"from_step": "no such step"}, follow=True)
+    assert escape('has no recorded step named "no such step"') in response.content.decode()
+
+    operator.post(reverse("workflows:instance_action", args=["w", "terminate"]), {"rollback": "1"})
+    run_until_idle()
+    assert workflows.get("w").status()["status"] == "terminated"
 
 
 def test_an_action_from_htmx_navigates_the_whole_page(operator):

@@ -165,10 +165,16 @@ def instance_action(request: HttpRequest, instance_id: str, action: str) -> Http
     if action not in Action.values:
         raise Http404(f"no action {action!r}")
     try:
-        instance = services.apply_lifecycle_action(instance_id=instance_id, action=action)
+        # Two actions take an option: terminate with rollback, restart from a step.
+        if action == Action.TERMINATE and request.POST.get("rollback") == "1":
+            instance = services.terminate_instance(instance_id=instance_id, rollback=True)
+        elif action == Action.RESTART and request.POST.get("from_step"):
+            instance = services.restart_instance(instance_id=instance_id, from_step=request.POST["from_step"])
+        else:
+            instance = services.apply_lifecycle_action(instance_id=instance_id, action=action)
     except InstanceNotFound as exc:
         raise Http404(str(exc)) from None
-    except InvalidState as exc:
+    except (InvalidState, ValueError) as exc:
         messages.error(request, str(exc))
     else:
         messages.success(request, f"{action}: instance is now {instance.status}.")
