@@ -117,6 +117,53 @@ def test_a_timer_looking_while_the_run_works_between_steps_leaves_the_instance_t
     assert attempts(inst) == [(1, "succeeded", ""), (1, "succeeded", "")]
 
 
+@workflow("leases-test-killed-between-steps")
+def killed_between_steps(event, step):
+    step.do("first", count, "first", timeout="10 minutes")
+    killed_the_first_time("between")
+    return step.do("second", count, "second")
+
+
+def test_a_run_killed_between_steps_is_taken_back_once_the_grace_after_its_last_step_has_passed():
+    grace = setting("LEASE_GRACE_SECONDS")
+    inst = workflows.create("leases-test-killed-between-steps")
+    with pytest.raises(TimeoutException):
+        run_instance(inst.id)
+
+    advance(f"{grace - 1} seconds")
+    assert status_of(inst) == "running"  # not the step's ten minutes: its attempt is over
+
+    advance("2 seconds")
+    assert inst.status() == {"status": "complete", "output": "second", "error": None}
+    assert calls == {"first": 1, "between": 2, "second": 1}
+
+
+def take_over(instance_id: str) -> None:
+    """What a run that claimed the instance after this one was presumed dead does."""
+    Instance.objects.filter(pk=instance_id).update(lease_token="another-run")
+
+
+@workflow("leases-test-taken-over-after-last-step")
+def taken_over_after_last_step(event, step):
+    step.do("only", count, "only")
+    take_over(step.instance_id)
+    return "done"
+
+
+def test_a_run_that_lost_its_lease_after_its_last_step_does_not_end_the_instance():
+    inst = workflows.create("leases-test-taken-over-after-last-step")
+
+    assert run_instance(inst.id) == "stopped"
+
+    assert status_of(inst) == "running"  # left to the run that holds the lease
+    assert row_ending(inst) == (None, None)
+
+
+def row_ending(inst) -> tuple:
+    instance = Instance.objects.get(pk=inst.id)
+    return instance.output, instance.finished_at
+
+
 # --- in a cluster worker: a short lease the heartbeat renews --------------------------
 
 

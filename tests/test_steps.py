@@ -218,3 +218,69 @@ def test_step_info_outside_a_step_raises_runtime_error():
     inst = workflows.create("steps-test-step-info-outside")
     run_until_idle()
     assert inst.status()["error"]["type"] == "RuntimeError"
+
+
+def take_forty_minutes_of_engine_time(fail: bool) -> str:
+    calls["timed"] += 1
+    advance("40 minutes")
+    if fail:
+        raise ConnectionError("down")
+    return "done"
+
+
+@workflow("steps-test-timed")
+def timed_flow(event, step):
+    try:
+        step.do(
+            "timed",
+            take_forty_minutes_of_engine_time,
+            event.payload,
+            retries={"limit": 0},
+            timeout="50 minutes",
+        )
+    except workflows.StepFailed:
+        return "failed"
+    return "done"
+
+
+@pytest.mark.parametrize(("fail", "status"), [(False, "succeeded"), (True, "failed")])
+def test_an_attempt_records_the_engine_time_it_took_and_its_step_when_it_ended(fail, status):
+    inst = workflows.create("steps-test-timed", params=fail)
+    run_until_idle()
+
+    run = StepRun.objects.get(step__instance_id=inst.id)
+    assert 2_400_000 <= run.duration_ms < 2_401_000
+    step = Step.objects.get(instance_id=inst.id)
+    assert (step.status, step.completed_at) == (status, run.ended_at)
+
+
+def fails_once() -> str:
+    calls["flaky"] += 1
+    if calls["flaky"] == 1:
+        raise ConnectionError("the first attempt failed")
+    return "ok"
+
+
+@workflow("steps-test-fails-once")
+def fails_once_flow(event, step):
+    return step.do("flaky", fails_once, retries={"limit": 1, "delay": 0})
+
+
+def test_a_step_that_succeeds_on_a_retry_keeps_no_error_only_its_failed_attempt_does():
+    inst = workflows.create("steps-test-fails-once")
+    run_until_idle()
+
+    assert Step.objects.get(instance_id=inst.id).error is None
+    runs = StepRun.objects.filter(step__instance_id=inst.id).order_by("attempt")
+    assert list(runs.values_list("outcome", "error_message")) == [
+        ("failed", "the first attempt failed"),
+        ("succeeded", ""),
+    ]
+
+
+def test_step_info_outside_a_step_says_where_it_may_be_called():
+    inst = workflows.create("steps-test-step-info-outside")
+    run_until_idle()
+    assert inst.status()["error"]["message"] == (
+        "workflows.step_info() can only be called inside a step function (step.do)"
+    )
