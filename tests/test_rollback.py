@@ -123,6 +123,19 @@ def test_terminate_with_rollback_while_a_step_runs_lets_it_finish_then_compensat
     assert log == ["reserve", "asked", "undo asked", "undo reserve-id"]
 
 
+@workflow("rollback-test-asked-in-the-last-step")
+def asked_in_the_last_step(event, step):
+    step.do("reserve stock", act, "reserve", rollback=undo)
+    return step.do("ask", terminate_myself_with_rollback, step.instance_id)
+
+
+def test_terminate_with_rollback_during_the_last_step_still_compensates_instead_of_completing():
+    inst = workflows.create("rollback-test-asked-in-the-last-step")
+    run_until_idle()
+    assert inst.status() == {"status": "terminated", "output": None, "error": None}
+    assert log == ["reserve", "asked", "undo reserve-id"]
+
+
 def test_terminate_without_rollback_compensates_nothing():
     inst = workflows.create("rollback-test-saga", params={"wait": True})
     run_until_idle()

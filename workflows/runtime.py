@@ -126,6 +126,7 @@ class _Run:
                 if self.nondeterminism is not None:  # the workflow caught it: it still stands
                     raise self.nondeterminism
                 output = to_json_value(output, what=f'the return value of workflow "{self.workflow}"')
+                return self._finish(Status.COMPLETE, output=output)
             except _RollingBack:
                 self._compensate()
                 return self._finish(Status.TERMINATED)
@@ -144,7 +145,6 @@ class _Run:
                 if self.nondeterminism is None:  # a broken history has nothing safe to replay
                     self._compensate()
                 return self._finish(Status.ERRORED, error=error, failed_step=failed_step, trace=trace)
-            return self._finish(Status.COMPLETE, output=output)
         except _Suspended:
             return "suspended"
         except _Stopped:
@@ -177,6 +177,8 @@ class _Run:
         """`failed_step`: the key of the step whose failure errored the instance (retry reruns it)."""
 
         def write(instance: Instance) -> None:
+            if status == Status.COMPLETE and instance.rollback_requested:
+                raise _RollingBack  # terminate(rollback=True) came while the last step ran
             lifecycle.finish(
                 instance,
                 clock.now(),
