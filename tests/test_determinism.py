@@ -237,3 +237,29 @@ def test_a_patch_marker_is_recorded_as_ended_when_the_run_takes_the_new_path():
     assert (marker.status, marker.completed_at == marker.created_at) == ("succeeded", True)
     advance("1 hour")
     assert inst.status()["output"] is True
+
+
+def test_reordered_steps_are_named_in_full_in_the_error():
+    inst = start_and_wait_in_cool_off()
+    deploy(4)
+    advance("1 hour")
+    assert errored_with_nondeterminism(inst) == (
+        f"the workflow code no longer matches the history of instance {inst.id}: "
+        'the workflow reached step "charge" before step "load", which ran before it. '
+        "Change a workflow with instances in flight under `if step.patched(...)`, or restart them."
+    )
+
+
+@workflow("determinism-hash-in-name")
+def hash_in_name_flow(event, step):
+    step.do("charge #1" if code["version"] == 1 else "charge #2", run, "charge")
+    step.sleep("cool-off", "1 hour")
+
+
+def test_a_renamed_step_is_named_in_full_even_with_a_hash_in_its_name():
+    inst = workflows.create("determinism-hash-in-name")
+    run_until_idle()
+    deploy(2)
+    advance("1 hour")
+    message = errored_with_nondeterminism(inst)
+    assert 'started a new step "charge #2" but never reached recorded step "charge #1"' in message

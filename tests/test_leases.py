@@ -223,3 +223,8 @@ def test_in_a_worker_a_run_killed_mid_step_is_taken_back_once_its_short_lease_ru
     assert beats == [1, 0, 0]
     assert inst.status() == {"status": "complete", "output": "step", "error": None}
     assert attempts(inst) == [(1, "failed", "AttemptAbandoned"), (2, "succeeded", "")]
+    abandoned = StepRun.objects.get(step__instance_id=inst.id, attempt=1)
+    assert abandoned.error_message == (
+        'attempt 1 of step "step" never finished: '
+        "its worker stopped (crashed, killed, or went past its timeout)"
+    )

@@ -3,10 +3,11 @@
 from collections import Counter
 
 import pytest
+from django_q.conf import Conf
 
 import workflows
 from workflows import workflow
-from workflows.models import Step, StepRun
+from workflows.models import Instance, Step, StepRun
 from workflows.runtime import run_instance
 from workflows.testing import advance, run_until_idle
 
@@ -284,3 +285,62 @@ def test_step_info_outside_a_step_says_where_it_may_be_called():
     assert inst.status()["error"]["message"] == (
         "workflows.step_info() can only be called inside a step function (step.do)"
     )
+
+
+@workflow("steps-test-refused-step")
+def refused_step_flow(event, step):
+    kind = event.payload
+    if kind == "empty name":
+        return step.do("", counted, "never")
+    if kind == "not callable":
+        return step.do("call", 42)
+    if kind == "zero timeout":
+        return step.do("call", counted, "never", timeout=0)
+    return step.do("call", counted, "never")
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("empty name", "step name must be a non-empty string of at most"),
+        ("not callable", 'step "call": 42 is not callable'),
+        ("zero timeout", 'step "call": timeout must be longer than zero, got 0'),
+    ],
+)
+def test_a_step_that_cannot_run_errors_the_instance_saying_why(kind, message):
+    inst = workflows.create("steps-test-refused-step", params=kind)
+    run_until_idle()
+    assert inst.status()["error"]["message"].startswith(message)
+    assert calls == {}
+
+
+def test_a_step_timeout_longer_than_a_worker_task_is_refused_saying_what_to_change(monkeypatch):
+    monkeypatch.setattr(Conf, "TIMEOUT", 600)
+    inst = workflows.create("steps-test-refused-step", params="default timeout")
+    run_until_idle()
+    assert inst.status()["error"]["message"] == (
+        'step "call": timeout 10 minutes does not fit in a worker task (600 s, DURABLE_TASK_TIMEOUT, '
+        "less 60 s): shorten the step's timeout or raise DURABLE_TASK_TIMEOUT"
+    )
+
+
+@workflow("steps-test-raises")
+def raises_flow(event, step):
+    step.do("fine", counted, "fine")
+    if event.payload == "bare":
+        raise RuntimeError()
+    raise workflows.StepFailed("made up", 1, "Declined", "the workflow's own StepFailed")
+
+
+@pytest.mark.parametrize(
+    ("kind", "error"),
+    [
+        ("bare", {"type": "RuntimeError", "message": "RuntimeError"}),
+        ("own", {"type": "Declined", "message": "the workflow's own StepFailed"}),
+    ],
+)
+def test_an_error_outside_any_step_errors_the_instance_naming_no_failed_step(kind, error):
+    inst = workflows.create("steps-test-raises", params=kind)
+    run_until_idle()
+    assert inst.status()["error"] == error
+    assert Instance.objects.get(pk=inst.id).failed_step_key == ""
