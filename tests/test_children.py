@@ -194,6 +194,107 @@ def test_a_restarted_parent_starts_a_new_child_of_its_own():
     assert parent.status()["output"] == {"doubled": 2}
 
 
+@workflow("children-test-default-ids")
+def default_ids_flow(event, step):
+    return [
+        step.start_workflow("Send Mail", "children-test-child"),
+        step.start_workflow("Send Mail", "children-test-child"),
+        step.start_workflow("job #1", "children-test-child"),
+    ]
+
+
+def test_default_child_ids_keep_the_step_name_readable_and_differ_for_a_name_used_again():
+    parent = workflows.create("children-test-default-ids", id="p")
+    run_until_idle()
+    assert parent.status()["output"] == ["p:Send-Mail", "p:Send-Mail-2", "p:job--1"]
+
+
+@workflow("children-test-long-name")
+def long_name_flow(event, step):
+    return step.run_workflow("x" * 200, "children-test-child")
+
+
+def test_a_default_child_id_too_long_to_be_an_id_errors_the_parent_saying_to_pass_one():
+    parent = workflows.create("children-test-long-name", id="p-long")
+    run_until_idle()
+    error = parent.status()["error"]
+    assert error["type"] == "ValueError"
+    assert error["message"].startswith(f"step \"{'x' * 200}\": the child's default id 'p-long:xxx")
+    assert error["message"].endswith("is not a valid instance id (at most 100 characters): pass id=")
+
+
+@workflow("children-test-catches")
+def catches_flow(event, step):
+    try:
+        return step.run_workflow("price order", "children-test-child", params=event.payload)
+    except StepFailed as failed:
+        return {"step": failed.step_name, "attempts": failed.attempts, "type": failed.error_type}
+
+
+def test_a_childs_failure_is_one_failed_attempt_of_the_parents_step_named_for_it():
+    broken["child"] = True
+    parent = workflows.create("children-test-catches")
+    run_until_idle()
+    assert parent.status()["output"] == {"step": "price order", "attempts": 1, "type": "ValueError"}
+
+
+def test_retry_of_a_parent_whose_child_was_terminated_restarts_the_child():
+    parent = workflows.create("children-test-plain-parent-waits", id="p-term")
+    run_until_idle()
+    workflows.get("p-term:child").terminate()
+    run_until_idle()
+    assert parent.status()["status"] == "errored"
+
+    parent.retry()
+    run_until_idle()
+    child = workflows.get("p-term:child")
+    assert child.status()["status"] == "waiting"
+    assert Instance.objects.get(pk="p-term:child").generation == 2
+    child.send_event("go")
+    run_until_idle()
+    assert parent.status()["output"] == {"doubled": 2}
+
+
+@workflow("children-test-plain-parent-waits")
+def plain_parent_waits(event, step):
+    return step.run_workflow("child", "children-test-child", params={"wait": True})
+
+
+def test_a_parent_resumed_while_its_child_runs_goes_back_to_waiting_for_it():
+    parent = workflows.create("children-test-plain-parent-waits", id="p-resumed")
+    run_until_idle()
+    parent.pause()
+    parent.resume()
+    run_until_idle()
+
+    row = Instance.objects.get(pk="p-resumed")
+    assert (row.status, row.lease_token) == ("waiting", "")
+    workflows.get("p-resumed:child").send_event("go")
+    run_until_idle()
+    assert parent.status()["output"] == {"doubled": 2}
+
+
+@workflow("children-test-two-kinds")
+def two_kinds_flow(event, step):
+    step.start_workflow("notify", "children-test-child", params={"wait": True, "n": 1})
+    return step.run_workflow("price", "children-test-child", params={"wait": True, "n": 5})
+
+
+def test_a_started_child_that_ends_first_is_not_taken_for_the_child_the_parent_waits_for():
+    parent = workflows.create("children-test-two-kinds", id="p-two")
+    run_until_idle()
+
+    workflows.get("p-two:notify").send_event("go")
+    run_until_idle()
+    assert parent.status()["status"] == "waiting"
+
+    workflows.get("p-two:price").send_event("go")
+    run_until_idle()
+    assert parent.status()["output"] == {"doubled": 10}
+    waited = Step.objects.get(instance_id="p-two", name="price")
+    assert waited.completed_at == Instance.objects.get(pk="p-two:price").finished_at
+
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_real_cluster_runs_a_parent_and_its_child(cluster):

@@ -114,6 +114,43 @@ def test_a_concurrency_key_that_fails_on_the_params_refuses_the_instance_and_cre
     assert not Instance.objects.exists()
 
 
+@workflow("limits-test-another-one-at-a-time", concurrency=1)
+def another_one_at_a_time(event, step):
+    return step.do("work", deliver_others_meanwhile, [])
+
+
+@pytest.mark.django_db
+def test_each_workflow_has_its_own_slots():
+    workflows.create("limits-test-one-at-a-time", params={"others": ["other-workflow"]}, id="a")
+    workflows.create("limits-test-another-one-at-a-time", id="other-workflow")
+
+    run_instance("a")
+
+    assert deliveries == {"other-workflow": "complete"}
+
+
+@pytest.mark.django_db
+def test_slots_go_in_order_of_creation_whatever_the_ids():
+    workflows.create("limits-test-one-at-a-time", params={"others": ["a"]}, id="z")
+    workflows.create("limits-test-one-at-a-time", id="a")  # created later, smaller id
+
+    assert run_instance("z") == "complete"
+    assert deliveries == {"a": "skipped"}
+
+
+@pytest.mark.django_db
+def test_instances_created_in_one_batch_take_the_slots_in_the_order_of_their_ids():
+    workflows.create_batch(
+        "limits-test-one-at-a-time", [{"id": "b"}, {"id": "a", "params": {"others": ["b"]}}]
+    )
+
+    assert run_instance("b") == "skipped"  # "a" is ahead of it
+    assert run_instance("a") == "complete"
+    assert deliveries == {"b": "skipped"}
+    run_until_idle()
+    assert workflows.get("b").status()["status"] == "complete"
+
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_real_cluster_never_runs_more_than_the_limit_at_once(cluster, tmp_path):
