@@ -199,6 +199,37 @@ def test_restart_from_a_step_keeps_the_steps_before_it_and_runs_that_step_and_th
     assert Step.objects.filter(instance=row, generation=row.generation - 1).count() == 4
 
 
+def load_number() -> int:
+    calls["load"] += 1
+    return calls["load"]
+
+
+@workflow("lifecycle-test-numbered-load")
+def numbered_load_flow(event, step):
+    number = step.do("load", load_number)
+    step.do("charge", record, "charge")
+    step.sleep("cool-off", "1 hour")
+    return number
+
+
+def test_restart_from_a_step_keeps_what_this_instance_recorded_in_its_latest_generation():
+    first = workflows.create("lifecycle-test-numbered-load", id="first")
+    second = workflows.create("lifecycle-test-numbered-load", id="second")
+    run_until_idle()  # loads 1 and 2
+    first.restart()
+    second.restart()
+    run_until_idle()  # generation 2: loads 3 and 4
+
+    second.restart(from_step="charge")
+    run_until_idle()
+    advance("1 hour")
+
+    assert second.status()["output"] == 4
+    assert calls["load"] == 4  # nothing loaded again
+    kept = Step.objects.filter(instance_id="second", generation=3).order_by("id")
+    assert list(kept.values_list("name", "result")) == [("load", 4), ("charge", "charge"), ("cool-off", None)]
+
+
 def test_restart_from_the_first_step_is_a_restart_from_the_start():
     broken["charge"] = False
     inst = workflows.create("lifecycle-test-order")

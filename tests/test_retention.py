@@ -13,6 +13,7 @@ from approvals.models import ApprovalRequest
 from support import wait_for
 from workflows import InvalidState, retention, workflow
 from workflows.models import Event, Instance, Step, StepRun
+from workflows.services import purge_instances
 from workflows.testing import advance, run_until_idle
 
 
@@ -195,6 +196,16 @@ def test_the_purge_command_refuses_bad_input_and_deletes_nothing(args, message):
     with pytest.raises(CommandError, match=message):
         purge(*args)
     assert Instance.objects.count() == 1
+
+
+def test_purge_from_python_refuses_an_unfinished_status_or_a_bad_workflow_name_saying_what_to_use():
+    with pytest.raises(ValueError) as status:
+        purge_instances(older_than="1 day", status="waiting")
+    with pytest.raises(ValueError) as name:
+        purge_instances(older_than="1 day", workflow="")
+
+    assert str(status.value) == "status 'waiting' is not a finished status: use complete, errored, terminated"
+    assert str(name.value).startswith("workflow must be a non-empty string")
 
 
 @pytest.mark.slow
