@@ -200,3 +200,39 @@ def test_a_paused_instance_starts_no_wait_until_it_is_resumed():
     inst.send_event("approval", "yes")
     run_until_idle()
     assert inst.status()["output"] == {"decision": "yes"}
+
+
+@workflow("events-test-wait-later")
+def wait_later_flow(event, step):
+    step.sleep("first a nap", "1 hour")
+    return step.wait_for_event("approval", type="approval", timeout="1 day")
+
+
+def test_a_wait_takes_only_a_kept_event_of_its_own_instance_and_type():
+    inst = workflows.create("events-test-wait-later", id="mine")
+    other = workflows.create("events-test-wait-later", id="other")
+    run_until_idle()
+    other.send_event("approval", "for the other instance")
+    inst.send_event("not approval", "another type")
+
+    advance("1 hour")
+
+    assert inst.status()["status"] == "waiting"
+    inst.send_event("approval", "mine")
+    run_until_idle()
+    assert inst.status()["output"] == "mine"
+    assert other.status()["output"] == "for the other instance"
+
+
+def test_an_event_sent_while_several_instances_wait_for_its_type_goes_to_its_own_instance():
+    first = workflows.create("events-test-approval", id="first")
+    second = workflows.create("events-test-approval", id="second")
+    run_until_idle()
+
+    first.send_event("approval", {"approved": True})
+    run_until_idle()
+
+    assert first.status()["output"] == {"decision": {"approved": True}}
+    assert second.status()["status"] == "waiting"
+    wait = Step.objects.get(instance_id="first", kind="wait")
+    assert wait.completed_at == Event.objects.get(instance_id="first").consumed_at

@@ -1,6 +1,8 @@
 """step.do(..., rollback=undo): compensations run newest first when the instance fails for
 good, or is terminated with rollback=True; each is a recorded, retried step."""
 
+import logging
+
 import pytest
 
 import workflows
@@ -157,3 +159,55 @@ def test_a_rollback_that_is_not_callable_errors_the_instance_clearly():
         "message": "step \"reserve stock\": rollback 'undo' is not callable",
     }
     assert log == []
+
+
+def refund_refused(result: str) -> None:
+    log.append(f"refuse {result}")
+    raise ConnectionError("the refund was refused")
+
+
+@workflow("rollback-test-compensation-fails")
+def compensation_fails(event, step):
+    step.do("reserve stock", act, "reserve", rollback=undo)
+    step.do("charge card", act, "charge", rollback=refund_refused, retries={"limit": 0})
+    step.do("ship", ship_fails, retries={"limit": 0})
+
+
+def test_a_compensation_that_fails_for_good_is_logged_and_the_others_still_run(caplog):
+    inst = workflows.create("rollback-test-compensation-fails", id="saga-1")
+    with caplog.at_level(logging.WARNING, logger="workflows"):
+        run_until_idle()
+
+    assert log == ["reserve", "charge", "ship", "refuse charge-id", "undo reserve-id"]
+    assert inst.status()["status"] == "errored"
+    assert any(
+        message.startswith("instance saga-1: rollback charge card failed for good: ")
+        and "the refund was refused" in message
+        for message in caplog.messages
+    )
+
+
+@workflow("rollback-test-child")
+def rollback_child(event, step):
+    step.do("reserve stock", act, "child reserve", rollback=undo)
+    step.wait_for_event("go", type="go", timeout="1 day")
+
+
+@workflow("rollback-test-parent")
+def rollback_parent(event, step):
+    step.do("note", act, "parent note", rollback=undo)
+    return step.run_workflow("child", "rollback-test-child")
+
+
+def test_terminate_with_rollback_rolls_back_the_unfinished_children_too():
+    parent = workflows.create("rollback-test-parent", id="parent")
+    run_until_idle()
+
+    parent.terminate(rollback=True)
+    run_until_idle()
+
+    assert sorted(log) == sorted(
+        ["parent note", "child reserve", "undo child reserve-id", "undo parent note-id"]
+    )
+    assert workflows.get("parent:child").status()["status"] == "terminated"
+    assert parent.status()["status"] == "terminated"
