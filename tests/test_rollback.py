@@ -211,3 +211,13 @@ def test_terminate_with_rollback_rolls_back_the_unfinished_children_too():
     )
     assert workflows.get("parent:child").status()["status"] == "terminated"
     assert parent.status()["status"] == "terminated"
+
+
+def test_terminate_with_rollback_before_the_first_run_runs_no_step_and_terminates():
+    inst = workflows.create("rollback-test-saga")
+
+    inst.terminate(rollback=True)
+    run_until_idle()
+
+    assert inst.status() == {"status": "terminated", "output": None, "error": None}
+    assert log == []
