@@ -2,6 +2,7 @@
 at once; the others stay queued and start in the order they were created."""
 
 import pytest
+from django_q.models import OrmQ
 
 import qcluster_workflows  # noqa: F401 - registers the cluster test workflows here too
 import workflows
@@ -149,6 +150,50 @@ def test_instances_created_in_one_batch_take_the_slots_in_the_order_of_their_ids
     assert deliveries == {"b": "skipped"}
     run_until_idle()
     assert workflows.get("b").status()["status"] == "complete"
+
+
+def queued_runs() -> list[str]:
+    """The instances whose runs wait in django-q2's queue, oldest task first."""
+    return [instance_id for task in OrmQ.objects.order_by("id") for instance_id in task.args()]
+
+
+@workflow("limits-test-also-per-customer", concurrency=1, concurrency_key=lambda params: params["customer"])
+def also_per_customer(event, step):
+    return step.do("work", deliver_others_meanwhile, [])
+
+
+@pytest.mark.django_db
+def test_when_a_running_instance_ends_a_run_of_the_oldest_queued_one_of_its_group_is_queued():
+    workflows.create("limits-test-per-customer", params={"customer": 1}, id="done-earlier")
+    run_until_idle()
+    workflows.create("limits-test-per-customer", params={"customer": 1}, id="a")
+    workflows.create("limits-test-per-customer", params={"customer": 2}, id="other-customer")
+    workflows.create("limits-test-also-per-customer", params={"customer": 1}, id="other-workflow")
+    workflows.create("limits-test-per-customer", params={"customer": 1}, id="z")
+    workflows.create("limits-test-per-customer", params={"customer": 1}, id="y")
+    OrmQ.objects.all().delete()
+
+    assert run_instance("a") == "complete"
+
+    assert queued_runs() == ["z"]
+
+
+@workflow("limits-test-two-steps", concurrency=1)
+def two_steps(event, step):
+    step.do("first", deliver_others_meanwhile, [])
+    return step.do("second", deliver_others_meanwhile, [])
+
+
+@pytest.mark.django_db
+def test_an_instance_handed_back_leaves_its_slot_to_the_oldest_other_queued_one(settings):
+    settings.DURABLE_RUN_SLICE_SECONDS = 0  # the run hands the instance back after one step
+    workflows.create("limits-test-two-steps", id="a")
+    workflows.create_batch("limits-test-two-steps", [{"id": "c"}, {"id": "b"}])  # b first: same time
+    OrmQ.objects.all().delete()
+
+    assert run_instance("a") == "stopped"
+
+    assert sorted(queued_runs()) == ["a", "b"]  # a's next run, and b's for the slot
 
 
 @pytest.mark.slow
