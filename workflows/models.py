@@ -1,5 +1,6 @@
 """The engine's tables: the source of truth for what runs, what waits and what happened."""
 
+from django.conf import settings
 from django.db import models
 
 
@@ -127,6 +128,7 @@ class StepKind(models.TextChoices):
     WAIT = "wait"
     PATCH = "patch"  # a step.patched() marker: this run took the new code path here
     CHILD = "child"  # step.run_workflow / step.start_workflow: a child instance
+    PARALLEL = "parallel"  # step.parallel / step.map: its calls are steps of their own
 
 
 class StepStatus(models.TextChoices):
@@ -137,6 +139,7 @@ class StepStatus(models.TextChoices):
     SLEEPING = "sleeping"
     WAITING = "waiting"  # for an event, or for a child instance to finish
     TIMED_OUT = "timed_out"  # an event wait passed its deadline
+    QUEUED = "queued"  # a parallel call waiting for a worker
 
 
 class Step(models.Model):
@@ -161,6 +164,11 @@ class Step(models.Model):
     event_type = models.CharField(max_length=200, blank=True)
     # A child step's instance.
     child_id = models.CharField(max_length=100, blank=True)
+    # A parallel call's step.parallel step. A call runs in a task of its own while its
+    # instance waits, holding its own lease (renewed by its worker's heartbeat).
+    group = models.ForeignKey("self", null=True, on_delete=models.CASCADE, related_name="calls")
+    lease_token = models.CharField(max_length=32, blank=True)
+    lease_expires_at = models.DateTimeField(null=True)
     created_at = models.DateTimeField()
     completed_at = models.DateTimeField(null=True)
 
@@ -169,6 +177,14 @@ class Step(models.Model):
             models.UniqueConstraint(
                 fields=["instance", "generation", "key"], name="step_unique_key_per_generation"
             )
+        ]
+        indexes = [
+            # Parallel calls whose worker died: only leased calls are in it.
+            models.Index(
+                fields=["lease_expires_at"],
+                name="step_call_lease_idx",
+                condition=models.Q(lease_expires_at__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -244,3 +260,33 @@ class ConcurrencyGroup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.workflow} [{self.key}]"
+
+
+class ApiToken(models.Model):
+    """A bearer token of the HTTP API: it acts as its user. Only a hash of the secret is
+    kept; `prefix` (its first characters) finds and names it."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, unique=True)
+    prefix = models.CharField(max_length=16, db_index=True)
+    key_hash = models.CharField(max_length=64, unique=True)  # SHA-256 hex of the whole token
+    created_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(null=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.user})"
+
+
+class Delivery(models.Model):
+    """A webhook delivery or queue message already applied, by its sender's id: a repeat
+    is answered (or acknowledged) without acting twice."""
+
+    source = models.CharField(max_length=200)  # "hook:<name>" or "consumer:<name>"
+    delivery_id = models.CharField(max_length=200)
+    received_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source", "delivery_id"], name="delivery_unique_id")]
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.delivery_id}"
