@@ -51,5 +51,10 @@ class PayloadError(ValueError):
     """A value is not JSON-serialisable or is larger than DURABLE_MAX_PAYLOAD_BYTES."""
 
 
+class PayloadTooLarge(PayloadError):
+    """A value (or a request body) is larger than DURABLE_MAX_PAYLOAD_BYTES: the web answers
+    413 rather than the 422 of other PayloadErrors."""
+
+
 class NonDeterminismError(Exception):
     """On replay the workflow asked for a different kind of step than the history holds."""

@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from .conf import setting
-from .errors import PayloadError
+from .errors import PayloadError, PayloadTooLarge
 from .names import text_problem
 
 MAX_DEPTH = 100
@@ -40,7 +40,7 @@ def to_json_value(value: Any, *, what: str) -> Any:
     size = len(text.encode())
     limit = max_payload_bytes()
     if size > limit:
-        raise PayloadError(
+        raise PayloadTooLarge(
             f"{what} is {size:,} bytes serialised, over the limit of {limit:,} bytes "
             f"(DURABLE_MAX_PAYLOAD_BYTES)"
         )
