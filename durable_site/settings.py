@@ -177,6 +177,12 @@ LOGGING = {
     },
 }
 
+# The demo's payment provider (durable_site/workflows.py): the secret its "payments"
+# webhook checks signatures with. A development site has a published one; production sets
+# its own in the environment (a webhook without a secret refuses every delivery).
+if DEBUG:
+    PAYMENTS_WEBHOOK_SECRET = os.environ.get("PAYMENTS_WEBHOOK_SECRET", "dev-payments-secret")
+
 # --- Durable engine ------------------------------------------------------------------
 # workflows/conf.py holds every engine setting with its default and what it means;
 # DURABLE_<NAME> in the environment overrides one (a number of seconds or bytes).

@@ -3,7 +3,7 @@
 import random
 
 from approvals import request_approval
-from workflows import NonRetryableError, WaitTimeout, workflow
+from workflows import NonRetryableError, SendEvent, WaitTimeout, webhook, workflow
 
 
 class PaymentGatewayError(Exception):
@@ -38,20 +38,27 @@ def send_email(to: str, subject: str) -> dict:
 @workflow("order-fulfilment")
 def order_fulfilment(event, step):
     """Charge a flaky payment API (retries with backoff), then wait for a manager's approval.
-    Terminated with rollback (or failing later), the charge is refunded.
+    Terminated with rollback (or failing later), the charge is refunded. An order paid
+    through the payment provider instead waits for its "payment" event, which the
+    provider's signed webhook (`payments` below) or its message queue sends.
 
-    Params: {"order_id": int, "payment_failure_rate": float between 0 and 1, default 0.6}.
+    Params: {"order_id": int, "payment_failure_rate": float between 0 and 1, default 0.6,
+    "paid_by": "provider" to wait for the provider's payment instead of charging}.
     """
     order = step.do("load order", load_order, event.payload["order_id"])
-    receipt = step.do(
-        "charge card",
-        charge_card,
-        order,
-        event.payload.get("payment_failure_rate", 0.6),
-        retries={"limit": 8, "delay": "2 seconds", "backoff": "exponential"},
-        timeout="30 seconds",
-        rollback=refund,
-    )
+    if event.payload.get("paid_by") == "provider":
+        payment = step.wait_for_event("payment confirmed", type="payment", timeout="1 day")
+        receipt = {"id": payment["payment_id"], "amount": payment.get("amount", order["amount"])}
+    else:
+        receipt = step.do(
+            "charge card",
+            charge_card,
+            order,
+            event.payload.get("payment_failure_rate", 0.6),
+            retries={"limit": 8, "delay": "2 seconds", "backoff": "exponential"},
+            timeout="30 seconds",
+            rollback=refund,
+        )
     try:
         decision = request_approval(
             step,
@@ -66,6 +73,19 @@ def order_fulfilment(event, step):
     subject = "Your order ships" if decision.get("approved") else "Your order was refunded"
     step.do("email customer", send_email, order["email"], subject)
     return {"receipt": receipt["id"], "approved": bool(decision.get("approved"))}
+
+
+def payment_event(body: dict, headers: object) -> SendEvent:
+    """The payment provider's "payment confirmed" ({"order_id": "order-44", "payment_id":
+    "pay_123", "amount": "42.00"}) as the "payment" event of the order it names."""
+    if not isinstance(body.get("payment_id"), str):
+        raise ValueError('a payment needs "payment_id" (a string)')
+    return SendEvent(instance_id=body["order_id"], type="payment", payload=body)
+
+
+# POST /hooks/payments, signed with the PAYMENTS_WEBHOOK_SECRET setting (README, "Events
+# from outside": how to sign and send one with curl).
+payments_webhook = webhook("payments", secret_setting="PAYMENTS_WEBHOOK_SECRET")(payment_event)
 
 
 def collect_usage(account: str) -> dict:

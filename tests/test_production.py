@@ -35,6 +35,7 @@ PRODUCTION_ENV = {
     "DJANGO_CSRF_TRUSTED_ORIGINS": "https://durable.example.com",
     "DJANGO_PROXY_SSL_HEADER": "X-Forwarded-Proto",
     "DURABLE_BASE_URL": "https://durable.example.com",
+    "PAYMENTS_WEBHOOK_SECRET": secrets.token_urlsafe(32),
 }
 FORWARDED_HTTPS = {"X-Forwarded-Proto": "https"}
 

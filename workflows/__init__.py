@@ -18,8 +18,11 @@ from .errors import (
     WaitTimeout,
     WorkflowNotFound,
 )
+from .ingress.actions import Create, SendEvent
+from .ingress.webhooks import webhook
 
 __all__ = [
+    "Create",
     "Instance",
     "InstanceExists",
     "InstanceNotFound",
@@ -28,6 +31,7 @@ __all__ = [
     "NonRetryableError",
     "PayloadError",
     "RetryPolicy",
+    "SendEvent",
     "StepFailed",
     "StepInfo",
     "WaitTimeout",
@@ -39,5 +43,6 @@ __all__ = [
     "parse_duration",
     "registered_workflows",
     "step_info",
+    "webhook",
     "workflow",
 ]

@@ -17,7 +17,7 @@ from django.db.models import QuerySet
 from . import clock
 from .conf import setting
 from .definition import positive_duration, registered_workflows, workflow_options
-from .models import FINISHED_STATUSES, Event, Instance, Step, StepRun
+from .models import FINISHED_STATUSES, Delivery, Event, Instance, Step, StepRun
 from .signals import instances_deleted
 
 BATCH = 500
@@ -49,8 +49,24 @@ def purge(finished: QuerySet[Instance]) -> int:
 
 def purge_expired(*, now: datetime | None = None) -> int:
     """One batch of instances past their retention (the cluster calls this now and then;
-    a full batch means more are due)."""
-    return _delete_batch(expired(now or clock.now()))
+    a full batch means more are due), and of the records of webhook deliveries and queue
+    messages received before the default retention."""
+    now = now or clock.now()
+    purge_deliveries(now=now)
+    return _delete_batch(expired(now))
+
+
+# Delivery rows are small and reference nothing: many go in one statement.
+DELIVERY_BATCH = 10 * BATCH
+
+
+def purge_deliveries(*, now: datetime) -> int:
+    """Forget up to DELIVERY_BATCH applied deliveries older than DURABLE_RETENTION (a
+    sender retrying later than that would act again); returns how many."""
+    old = Delivery.objects.filter(received_at__lt=now - default_retention()).order_by("received_at")
+    ids = list(old.values_list("pk", flat=True)[:DELIVERY_BATCH])
+    Delivery.objects.filter(pk__in=ids).delete()
+    return len(ids)
 
 
 def expired(now: datetime) -> QuerySet[Instance]:

@@ -52,8 +52,14 @@ class Command(BaseCommand):
         if not Instance.objects.exists():
             for name, params in DEMO_INSTANCES:
                 workflows.create(name, params=params)
+            # Paid through the provider: waits for the signed webhook README shows how to send.
+            workflows.create(
+                "order-fulfilment", params={"order_id": 44, "paid_by": "provider"}, id="order-44"
+            )
         self.stdout.write(
             f"\nDurable is starting at {url}\n"
             f"Sign in as {DEMO_USERNAME} / {DEMO_PASSWORD}\n"
+            f"Webhooks: POST {url}hooks/payments, signed with PAYMENTS_WEBHOOK_SECRET="
+            f'{settings.PAYMENTS_WEBHOOK_SECRET} (README, "Events from outside")\n'
             "Ctrl-C stops the web server and the worker.\n"
         )

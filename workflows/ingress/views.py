@@ -1,0 +1,58 @@
+"""`POST /hooks/<name>`: a signed webhook delivery (api.md section 11). Thin: the checks
+and the transaction are in webhooks.receive."""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from ..api.errors import error_response
+from ..errors import PayloadTooLarge
+from .actions import DeliveryRefused
+from .body import MalformedBody, check_size
+from .webhooks import InvalidSignature, WebhookNotConfigured, WebhookNotFound, receive
+
+logger = logging.getLogger(__name__)
+
+
+@csrf_exempt  # signed by the sender instead
+def hook(request: HttpRequest, name: str) -> JsonResponse:
+    if request.method != "POST":
+        return error_response(405, "MethodNotAllowed", "webhooks take POST only", headers={"Allow": "POST"})
+    try:
+        # Refuse a body announced too large before reading it.
+        check_size(int(request.headers.get("Content-Length") or 0))
+        outcome = receive(name, raw_body=request.body, headers=request.headers)
+    except WebhookNotFound as exc:
+        return error_response(404, "WebhookNotFound", str(exc))
+    except (PayloadTooLarge, RequestDataTooBig) as exc:
+        return error_response(413, "PayloadTooLarge", str(exc))
+    except InvalidSignature as exc:
+        logger.warning('webhook "%s": refused a delivery: %s', name, exc)
+        return error_response(401, "InvalidSignature", str(exc))
+    except WebhookNotConfigured as exc:
+        logger.error("%s", exc)
+        # 503: the sender retries, and succeeds once the secret is set.
+        return error_response(503, "WebhookNotConfigured", str(exc))
+    except MalformedBody as exc:
+        return error_response(400, "MalformedJSON", str(exc))
+    except DeliveryRefused as exc:
+        logger.info('webhook "%s": refused a delivery: %s', name, exc)
+        return error_response(422, exc.error_type, exc.message)
+    except Exception:
+        # A bug in the handler or the database gone: nothing was applied; the sender
+        # retries (its providers do on a 5xx) and the traceback is in the log.
+        logger.exception('webhook "%s": the handler failed', name)
+        return error_response(
+            503, "HandlerError", f'webhook "{name}" failed to handle the delivery; it may be retried'
+        )
+    logger.info(
+        'webhook "%s": applied %d action(s)%s', name, outcome.applied, " (a repeat)" * outcome.duplicate
+    )
+    answer = {"applied": outcome.applied}
+    if outcome.duplicate:
+        answer["duplicate"] = True
+    return JsonResponse(answer)
