@@ -51,7 +51,8 @@ def instance_report(*, instance_id: str) -> dict[str, Any]:
         "output": instance.output,
         "error": instance.error,
         "created_at": instance.created_at.isoformat(),
-        "finished_at": instance.finished_at.isoformat() if instance.finished_at else None,
+        "updated_at": instance.updated_at.isoformat(),
+        "finished_at": _iso(instance.finished_at),
         "steps": [
             {
                 "name": step.name,
@@ -61,13 +62,19 @@ def instance_report(*, instance_id: str) -> dict[str, Any]:
                 "attempts": step.attempts,
                 "result": step.result,
                 "error": step.error,
-                "wake_at": step.wake_at.isoformat() if step.wake_at else None,
+                "wake_at": _iso(step.wake_at),
                 "event_type": step.event_type or None,
                 "child_id": step.child_id or None,
+                "started_at": step.created_at.isoformat(),  # when the run first reached it
+                "completed_at": _iso(step.completed_at),
             }
             for step in current_steps(instance)
         ],
     }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
 
 
 def list_instances(

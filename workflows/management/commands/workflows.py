@@ -13,6 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from workflows import selectors, services
+from workflows.api import tokens
 from workflows.errors import InstanceExists, InstanceNotFound, InvalidState, WorkflowNotFound
 from workflows.models import FINISHED_STATUSES, Action, Status
 from workflows.payloads import parse_json_text
@@ -99,6 +100,8 @@ class Command(BaseCommand):
         purge.add_argument("--workflow", type=_text)
         purge.add_argument("--status", choices=[status.value for status in FINISHED_STATUSES])
 
+        self._add_token_arguments(commands)
+
         for action in Action.values:
             command = commands.add_parser(action, help=f"{action} an instance")
             command.add_argument("instance_id", type=_text)
@@ -112,6 +115,21 @@ class Command(BaseCommand):
                     action="store_true",
                     help="run the compensations of the completed steps first",
                 )
+
+    def _add_token_arguments(self, commands: Any) -> None:
+        token = commands.add_parser("token", help="create, list or revoke HTTP API tokens")
+        token_commands = token.add_subparsers(
+            dest="token_command",
+            required=True,
+            metavar="create|list|revoke",
+            parser_class=_OneLineErrorParser,
+        )
+        create = token_commands.add_parser("create", help="create a token acting as USERNAME; print it once")
+        create.add_argument("username", type=_text)
+        create.add_argument("--name", type=_text, help="a label for the token (default: its prefix)")
+        token_commands.add_parser("list", help="list the tokens (never their secret)")
+        revoke = token_commands.add_parser("revoke", help="delete the token with this label")
+        revoke.add_argument("name", type=_text)
 
     def handle(self, *args: Any, subcommand: str, **options: Any) -> None:
         try:
@@ -133,6 +151,8 @@ class Command(BaseCommand):
             self._list(options)
         elif subcommand == "schedules":
             self._schedules()
+        elif subcommand == "token":
+            self._token(options)
         elif subcommand == "purge":
             deleted = services.purge_instances(
                 older_than=options["older_than"], workflow=options["workflow"], status=options["status"]
@@ -158,6 +178,30 @@ class Command(BaseCommand):
                     instance_id=options["instance_id"], action=subcommand
                 )
             self.stdout.write(f"{instance.id} is now {instance.status}")
+
+    def _token(self, options: dict[str, Any]) -> None:
+        if options["token_command"] == "create":
+            _, token = tokens.create_token(username=options["username"], name=options["name"])
+            self.stdout.write(token)  # alone on its line, for scripts: shown this once only
+        elif options["token_command"] == "revoke":
+            tokens.revoke_token(name=options["name"])
+            self.stdout.write(f"revoked {options['name']}")
+        elif rows := tokens.list_tokens():
+            self._table(
+                ("NAME", "USER", "PREFIX", "CREATED", "LAST USED"),
+                [
+                    (
+                        row.name,
+                        row.user.get_username(),
+                        row.prefix,
+                        f"{row.created_at:%Y-%m-%dT%H:%M:%SZ}",
+                        f"{row.last_used_at:%Y-%m-%dT%H:%M:%SZ}" if row.last_used_at else "never",
+                    )
+                    for row in rows
+                ],
+            )
+        else:
+            self.stdout.write("no API tokens")
 
     def _schedules(self) -> None:
         rows = selectors.schedules()

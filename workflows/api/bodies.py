@@ -1,0 +1,85 @@
+"""Request bodies: their size checked before they are read, then parsed as JSON.
+
+Shared by the API and the webhooks (which also need the raw bytes, for the signature).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest
+
+from ..errors import PayloadTooLarge
+from ..names import shown
+from ..payloads import MAX_DEPTH, max_payload_bytes
+from .errors import InvalidRequest, MalformedJSON
+
+
+def raw_body(request: HttpRequest) -> bytes:
+    """The body's bytes; PayloadTooLarge (413) when it is over the payload limit, checked
+    from Content-Length before anything is read."""
+    limit = max_payload_bytes()
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0  # Django reads no body for a Content-Length that is not a number
+    if declared > limit:
+        raise PayloadTooLarge(_too_large(declared, limit))
+    try:
+        body = request.body
+    except RequestDataTooBig:  # over Django's DATA_UPLOAD_MAX_MEMORY_SIZE
+        raise PayloadTooLarge(_too_large(declared, limit)) from None
+    if len(body) > limit:
+        raise PayloadTooLarge(_too_large(len(body), limit))
+    return body
+
+
+def _too_large(size: int, limit: int) -> str:
+    return (
+        f"the request body is {size:,} bytes, over the limit of {limit:,} bytes (DURABLE_MAX_PAYLOAD_BYTES)"
+    )
+
+
+def parse_json(body: bytes) -> Any:
+    """The JSON value of `body` (UTF-8); MalformedJSON (400) for what is not JSON, and
+    InvalidRequest (422) for JSON no one could store (nested past the limit, an integer
+    of thousands of digits)."""
+    if not body.strip():
+        raise MalformedJSON("the request body is empty: send a JSON value")
+    try:
+        text = body.decode()
+    except UnicodeDecodeError as exc:
+        raise MalformedJSON(f"the request body is not UTF-8: byte {exc.start} is invalid") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MalformedJSON(
+            f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except RecursionError:
+        raise InvalidRequest(f"the request body is nested more than {MAX_DEPTH} levels deep") from None
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise InvalidRequest(f"the request body has a number that cannot be stored: {exc}") from None
+
+
+def json_object(request: HttpRequest, *, fields: set[str]) -> dict[str, Any]:
+    """The body as a JSON object with no keys but `fields` (an empty body is {})."""
+    body = raw_body(request)
+    if not body.strip():
+        return {}
+    value = parse_json(body)
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"the request body must be a JSON object, got {_json_type(value)}")
+    unknown = sorted(set(value) - fields)
+    if unknown:
+        allowed = ", ".join(f'"{name}"' for name in sorted(fields)) or "none"
+        raise InvalidRequest(f"unknown field(s) {', '.join(map(shown, unknown))} (allowed: {allowed})")
+    return value
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    return {list: "an array", str: "a string", int: "a number", float: "a number"}.get(type(value), "null")
