@@ -290,3 +290,22 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} {self.delivery_id}"
+
+
+class ConsumerCount(models.Model):
+    """How many messages a queue consumer handled, failed and dead-lettered in one minute
+    (each consumer process adds its counts every few seconds): the console's last hour."""
+
+    consumer = models.CharField(max_length=100)
+    minute = models.DateTimeField()
+    handled = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    dead_lettered = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["consumer", "minute"], name="consumer_count_unique_minute")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.consumer} {self.minute:%Y-%m-%dT%H:%MZ}"
