@@ -652,3 +652,86 @@ def test_every_error_response_the_document_names_is_described():
             for code, response in operation["responses"].items():
                 if "$ref" in response:
                     assert response["$ref"].rsplit("/", 1)[1] in described, code
+
+
+# --- any input: a JSON answer, never a 500 ------------------------------------------------------
+
+BAD_VALUES: list[Any] = [
+    None,
+    True,
+    0,
+    -1,
+    2**63,
+    -(2**63) - 1,
+    1.5,
+    "",
+    " ",
+    "\x00",
+    "a\x00b",
+    "\ud800",
+    "é日本",
+    "x" * 300,
+    [],
+    [None],
+    {},
+    {"": None},
+    {"\x00": 1},
+    {"a": [[[[[]]]]]},
+]
+RAW_BODIES: list[bytes] = [
+    b"",
+    b" ",
+    b"null",
+    b"\x00",
+    b"\xff\xfe\xfd",
+    b'{"a": "\xed\xa0\x80"}',  # a surrogate encoded as UTF-8 bytes
+    b"[" * 100_000,
+    b'{"params": 1e999}',
+    b'{"params": -0}',
+    b'{"params": 1, "params": 2}',
+    b'{"instances": [' + b"{}," * 1000 + b"{}]}",
+    b'{"type": "approval", "payload": ' + b"9" * 4301 + b"}",
+    b'{"type": "\\u0000"}',
+    b'"\\ud800"',
+]
+
+
+def _bodies(fields: list[str]) -> list[bytes]:
+    bodies = list(RAW_BODIES)
+    for field in fields:
+        for value in BAD_VALUES:
+            bodies.append(json.dumps({field: value}).encode())
+    return bodies
+
+
+@pytest.mark.parametrize(
+    "path, fields",
+    [
+        ("/workflows/api-test-waits/instances", ["params", "id", "instances"]),
+        ("/workflows/a%00b/instances", ["params"]),
+        ("/instances/w-1/events", ["type", "payload"]),
+        ("/instances/w-1/terminate", ["rollback"]),
+        ("/instances/w-1/restart", ["from_step"]),
+        ("/instances/w-1/pause", ["x"]),
+    ],
+)
+def test_any_body_gets_a_json_answer_and_never_a_500(operator, path, fields):
+    waiting_instance("w-1")
+    failures = []
+    for body in _bodies(fields):
+        response = operator.post(path, raw=body)
+        if response.status_code >= 500 or response["Content-Type"] != "application/json":
+            failures.append((body[:80], response.status_code, response.content[:200]))
+    assert failures == []
+
+
+def test_any_query_gets_a_json_answer_and_never_a_500(viewer):
+    waiting_instance("w-1")
+    texts = ["", "\x00", "\ud800", "é", "x" * 5000, "-1", "1e3", "9" * 5000, "%ff", "AAAA", "==", "|"]
+    failures = []
+    for name in ("workflow", "status", "limit", "cursor", "\x00"):
+        for text in texts:
+            response = viewer.client.get(f"{API}/instances", {name: text.encode(errors="surrogatepass")})
+            if response.status_code not in (200, 422) or response["Content-Type"] != "application/json":
+                failures.append((name, text[:20], response.status_code))
+    assert failures == []
