@@ -49,6 +49,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/dashboard_list.py
 	$(PY) bench/engine_bench.py
 	$(PY) bench/retention_bench.py
+	$(PY) bench/metrics_cost.py
 
 # Mutation testing of the engine core against the fast in-process tests (docs/testing.md;
 # [tool.mutmut] in pyproject.toml). Too slow for `make test`: about an hour on one core.

@@ -14,4 +14,5 @@ urlpatterns = [
     path("instances/<str:instance_id>/events/", views.send_event, name="send_event"),
     path("instances/<str:instance_id>/<str:action>/", views.instance_action, name="instance_action"),
     path("workflows/", views.workflow_list, name="workflow_list"),
+    path("metrics", views.metrics_view, name="metrics"),
 ]

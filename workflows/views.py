@@ -13,11 +13,14 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
-from . import selectors, services
+from . import metrics, selectors, services
+from .api.auth import authenticate, authorize
+from .api.errors import ApiError, response_for
 from .clock import now
 from .errors import InstanceExists, InstanceNotFound, InvalidState, WorkflowNotFound
 from .forms import BULK_ACTIONS, BulkActionForm, CreateInstanceForm, InstanceFilterForm, SendEventForm
@@ -242,3 +245,20 @@ def workflow_list(request: HttpRequest) -> HttpResponse:
             "can_operate": request.user.has_perm(OPERATE_PERMISSION),
         },
     )
+
+
+# --- metrics (Prometheus) ----------------------------------------------------------------
+
+
+@csrf_exempt
+@require_GET
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus' text format, for a bearer token: DURABLE_METRICS_TOKEN, or an API token
+    whose user may view the console (Viewers, Operators)."""
+    scheme, _, presented = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if not (scheme.lower() == "bearer" and metrics.is_metrics_token(presented.strip())):
+        try:
+            authorize(authenticate(request), VIEW_PERMISSION)
+        except ApiError as exc:
+            return response_for(exc)
+    return HttpResponse(metrics.exposition(), content_type=metrics.CONTENT_TYPE)
