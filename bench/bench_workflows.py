@@ -64,3 +64,17 @@ def five_logged_steps(event, step):
     return [
         step.do(f"step {number}", logged_step, number, directory, retries=retries) for number in range(1, 6)
     ]
+
+
+def work_for(seconds: float) -> float:
+    """One parallel call: `seconds` of waiting (as on a slow API); returns when it ended."""
+    time.sleep(seconds)
+    return time.time()
+
+
+@workflow("bench-map")
+def map_calls(event, step):
+    """params {"calls": n, "seconds": s}: one step.map of n calls of s seconds each, then
+    a step noting when the instance resumed after them."""
+    step.map("work", work_for, [event.payload["seconds"]] * event.payload["calls"])
+    return step.do("resumed", time.time)

@@ -24,6 +24,8 @@ the end of their section (killed by the parent if the section's child dies).
   w  wake-up lateness of --due instances sleeping 2-6 s, created over 10 s, with
      --sleepers instances asleep for a week (inserted as rows); is the cluster idle?
   s  sleep latency: 20 instances created at once, each sleeping 1 s (DBOS section c)
+  p  parallel calls: one step.map of --p-calls calls of 1 s each on a cluster of
+     --p-workers workers; create -> resumed after the calls, beside the slowest call
 """
 
 from __future__ import annotations
@@ -962,6 +964,48 @@ def section_sleep_latency(args: argparse.Namespace, clusters: Clusters) -> dict[
     }
 
 
+# --- section p: parallel calls --------------------------------------------------------------
+
+
+def section_parallel(args: argparse.Namespace, clusters: Clusters) -> dict[str, Any]:
+    import workflows
+    from workflows.models import Instance, Status, Step
+
+    os.environ["DURABLE_WORKERS"] = str(args.p_workers)  # read by the cluster's settings
+    clusters.start()
+    warm_up(clusters, "p")
+    trials = []
+    for trial in range(3):
+        created = time.time()
+        inst = workflows.create("bench-map", params={"calls": args.p_calls, "seconds": 1.0}, id=f"p-{trial}")
+        done = Instance.objects.filter(pk=inst.id, status=Status.COMPLETE)
+        wait_until(done.exists, timeout=300, what="the parallel calls", clusters=clusters)
+        resumed = inst.status()["output"]
+        call_ends = [
+            run.ended_at.timestamp()
+            for step in Step.objects.filter(instance_id=inst.id, group__isnull=False).prefetch_related("runs")
+            for run in step.runs.all()
+        ]
+        trials.append(
+            {
+                "create_to_resumed_s": round(resumed - created, 3),
+                "create_to_last_call_end_s": round(max(call_ends) - created, 3),
+                "overhead_beyond_one_call_s": round(resumed - created - 1.0, 3),
+                "attempts": len(call_ends),
+            }
+        )
+    best = min(trials, key=lambda trial: trial["create_to_resumed_s"])
+    return {
+        "calls": args.p_calls,
+        "call_s": 1.0,
+        "workers": args.p_workers,
+        "trials": trials,
+        "median_create_to_resumed_s": sorted(t["create_to_resumed_s"] for t in trials)[1],
+        "best": best,
+        "serial_would_take_s": args.p_calls * 1.0,
+    }
+
+
 SECTIONS: dict[str, Callable[[argparse.Namespace, Clusters], dict[str, Any]]] = {
     "a": section_step_overhead,
     "b": section_throughput,
@@ -969,6 +1013,7 @@ SECTIONS: dict[str, Callable[[argparse.Namespace, Clusters], dict[str, Any]]] = 
     "e": section_recovery,
     "w": section_wake_lateness,
     "s": section_sleep_latency,
+    "p": section_parallel,
 }
 
 
@@ -1122,13 +1167,20 @@ def summary(out: dict[str, Any]) -> list[str]:
             f"s  20 x 1 s sleep, wake - due: p50 {figure(result, 'wake_minus_due_ms', 'p50')} ms, "
             f"p95 {figure(result, 'wake_minus_due_ms', 'p95')} ms" + problem(result)
         )
+    if "parallel_calls" in out:
+        result = out["parallel_calls"]
+        lines.append(
+            f"p  step.map of {figure(result, 'calls')} x 1 s calls on {figure(result, 'workers')} workers: "
+            f"create -> resumed {figure(result, 'median_create_to_resumed_s')} s median "
+            f"(serially {figure(result, 'serial_would_take_s')} s)" + problem(result)
+        )
     return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", default="sqlite:////tmp/durable-bench.sqlite3")
-    parser.add_argument("--sections", default="a,b,d,e,w,s", help="any of a,b,d,e,w,s")
+    parser.add_argument("--sections", default="a,b,d,e,w,s", help="any of a,b,d,e,w,s,p")
     parser.add_argument("--a-workflows", type=int, default=100, help="a: workflows of each kind")
     parser.add_argument("--workflows", type=int, default=2000, help="b: workflows of 3 steps")
     parser.add_argument("--clusters", default="1,2", help="b: how many clusters, one run per value")
@@ -1137,6 +1189,8 @@ def main() -> None:
     parser.add_argument("--e-trials", type=int, default=3, help="e: kills of each kind")
     parser.add_argument("--sleepers", type=int, default=100_000, help="w: instances asleep for a week")
     parser.add_argument("--due", type=int, default=500, help="w: instances sleeping 2-6 s, measured")
+    parser.add_argument("--p-calls", type=int, default=100, help="p: calls in one step.map")
+    parser.add_argument("--p-workers", type=int, default=100, help="p: workers of the cluster")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     parser.add_argument("--heartbeat", action="store_true", help=argparse.SUPPRESS)
@@ -1203,6 +1257,8 @@ def main() -> None:
         out["wake_lateness"] = run_child(workdir, "w", "w", timeout=900 + args.sleepers / 50)
     if "s" in sections:
         out["sleep_wake_latency_ms"] = run_child(workdir, "s", "s", timeout=300)
+    if "p" in sections:
+        out["parallel_calls"] = run_child(workdir, "p", "p", timeout=1200)
     out["meta"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(out, indent=2, default=str))
     say("\n".join(summary(out)))

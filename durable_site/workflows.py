@@ -3,7 +3,7 @@
 import random
 
 from approvals import request_approval
-from workflows import NonRetryableError, SendEvent, WaitTimeout, webhook, workflow
+from workflows import NonRetryableError, SendEvent, WaitTimeout, consumer, webhook, workflow
 
 
 class PaymentGatewayError(Exception):
@@ -86,6 +86,11 @@ def payment_event(body: dict, headers: object) -> SendEvent:
 # POST /hooks/payments, signed with the PAYMENTS_WEBHOOK_SECRET setting (README, "Events
 # from outside": how to sign and send one with curl).
 payments_webhook = webhook("payments", secret_setting="PAYMENTS_WEBHOOK_SECRET")(payment_event)
+# The same payments from the provider's RabbitMQ queue "payments" (README: publishing one
+# with `python -m workflows.publish`); qcluster consumes it.
+payments_consumer = consumer("payments-queue", broker_setting="PAYMENTS_BROKER_URL", queue="payments")(
+    payment_event
+)
 
 
 def collect_usage(account: str) -> dict:
@@ -96,14 +101,34 @@ def issue_invoice(usage: dict) -> dict:
     return {"invoice": f"inv-{usage['account']}", "total": round(usage["units"] * 0.05, 2)}
 
 
+ACCOUNTS = ["acme", "globex", "initech"]
+
+
 @workflow("nightly-billing", schedule="0 3 * * *")
 def nightly_billing(event, step):
     """Bills the night's usage at 03:00 UTC: the engine starts one instance per night
-    (nightly-billing@2026-12-01T03:00Z), however many clusters run."""
-    account = (event.payload or {}).get("account", "acme")
-    usage = step.do("collect usage", collect_usage, account)
-    invoice = step.do("issue invoice", issue_invoice, usage)
-    return {"invoice": invoice["invoice"], "night": event.payload.get("scheduled_at")}
+    (nightly-billing@2026-12-01T03:00Z), however many clusters run. Each account's usage
+    and invoice are parallel calls (step.map); a child workflow mails the invoices."""
+    params = event.payload or {}
+    accounts = [params["account"]] if "account" in params else ACCOUNTS
+    usage = step.map("collect usage", collect_usage, accounts)
+    invoices = step.map("issue invoice", issue_invoice, usage)
+    emailed = step.run_workflow("email invoices", "invoice-emails", params={"invoices": invoices})
+    return {
+        "invoices": [invoice["invoice"] for invoice in invoices],
+        "emailed": emailed,
+        "night": params.get("scheduled_at"),
+    }
+
+
+@workflow("invoice-emails")
+def invoice_emails(event, step):
+    """A child of the nightly billing: one e-mail per invoice, each a step."""
+    for invoice in event.payload["invoices"]:
+        step.do(
+            f"email {invoice['invoice']}", send_email, "billing@example.com", f"Invoice {invoice['invoice']}"
+        )
+    return len(event.payload["invoices"])
 
 
 def fetch_upload(url: str) -> dict:

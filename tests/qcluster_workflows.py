@@ -129,3 +129,18 @@ def record_span(directory: str, instance_id: str) -> None:
 @workflow("qcluster-test-limited", concurrency=2)
 def limited(event, step):
     return step.do("work", record_span, event.payload["dir"], step.instance_id)
+
+
+def work_a_second(directory: str, index: int) -> dict:
+    """One parallel call: a second's work, reported with its worker's pid and its span."""
+    start = time.time()
+    time.sleep(1)
+    with open(f"{directory}/calls.log", "a") as log:
+        log.write(f"{index}\n")
+    return {"index": index, "pid": os.getpid(), "start": start, "end": time.time()}
+
+
+@workflow("qcluster-test-parallel")
+def parallel(event, step):
+    directory = event.payload["dir"]
+    return step.map("work", lambda index: work_a_second(directory, index), range(event.payload["calls"]))

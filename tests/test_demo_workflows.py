@@ -62,7 +62,12 @@ def test_nightly_billing_starts_by_itself_at_three_each_night():
     night = Instance.objects.get(workflow="nightly-billing")
     assert night.id.startswith("nightly-billing@") and night.id.endswith("T03:00Z")
     assert night.status == "complete"
-    assert night.output == {"invoice": "inv-acme", "night": night.params["scheduled_at"]}
+    assert night.output == {
+        "invoices": ["inv-acme", "inv-globex", "inv-initech"],  # one parallel call per account
+        "emailed": 3,  # by a child workflow
+        "night": night.params["scheduled_at"],
+    }
+    assert Instance.objects.get(parent_id=night.id).workflow == "invoice-emails"
 
 
 def test_a_content_policy_violation_fails_at_once_without_retries():

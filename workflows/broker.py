@@ -31,11 +31,15 @@ from django_q.signing import BadSignature, SignedPackage
 
 from . import shutdown
 from .conf import setting
+from .ingress.supervisor import supervise as supervise_consumers
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = "durable_work"
 RUN_TASK = "workflows.tasks.run_instance"
+CALL_TASK = "workflows.tasks.run_call"
+# Tasks of the engine, redelivered soon when not acknowledged (see _lock_until).
+_ENGINE_TASKS = (RUN_TASK, CALL_TASK)
 
 
 class DurableBroker(ORM):
@@ -112,6 +116,8 @@ class DurableBroker(ORM):
             if stopping:
                 logger.info("cluster stopping: workers finish their step and hand back their runs")
                 shutdown.begin_draining()
+        # The sentinel also runs the queue consumers, one process each (ingress/supervisor.py).
+        supervise_consumers(stopping=shutdown.draining())
 
     def _lock_until(self, task, now: datetime) -> datetime:
         if _is_run(task.payload):
@@ -155,6 +161,6 @@ class DurableBroker(ORM):
 
 def _is_run(payload: str) -> bool:
     try:
-        return SignedPackage.loads(payload).get("func") == RUN_TASK
+        return SignedPackage.loads(payload).get("func") in _ENGINE_TASKS
     except (TypeError, BadSignature):
         return False  # the pusher reports and fails it

@@ -2,7 +2,7 @@
 
 from django_q.tasks import async_task
 
-from .broker import RUN_TASK
+from .broker import CALL_TASK, RUN_TASK
 
 
 def enqueue_run(instance_id: str) -> None:
@@ -13,3 +13,8 @@ def enqueue_run(instance_id: str) -> None:
     NOTIFY that wakes an idle cluster at once (broker.DurableBroker.enqueue).
     """
     async_task(RUN_TASK, instance_id)
+
+
+def enqueue_call(step_id: int) -> None:
+    """Queue a task for one parallel call (calls.py); inside the transaction that queued it."""
+    async_task(CALL_TASK, step_id)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from .definition import describe_duration
+from .errors import WaitTimeout
 from .models import Event, Instance, Step, StepKind, StepStatus
 
 
@@ -47,3 +49,9 @@ def hand_to_waiting_step(instance: Instance, event: Event, now: datetime) -> Non
     if step is not None:
         satisfy(step, event, now)
         step.save(update_fields=["status", "result", "completed_at"])
+
+
+def timed_out(step: Step, name: str, event_type: str) -> WaitTimeout:
+    """What a wait that passed its deadline raises in the workflow."""
+    waited = describe_duration(step.wake_at - step.created_at)
+    return WaitTimeout(f'wait "{name}" for an event of type "{event_type}" timed out after {waited}')

@@ -5,6 +5,7 @@ the lease is short (DURABLE_LEASE_SECONDS) and a heartbeat thread renews the lea
 process holds, so a worker that dies, however long its step's timeout, is noticed when
 its lease runs out and the instance is recovered by any timer. A run in a process with
 no heartbeat (workflows.testing, a shell) gets a lease that covers its step's timeout.
+A parallel call (calls.py) holds a lease of its own on its step row, kept the same way.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from django.db import connection
 
 from . import clock
 from .conf import setting
-from .models import Instance
+from .models import Instance, Step
 
 logger = logging.getLogger(__name__)
 
 _held: set[str] = set()
+_held_calls: set[str] = set()
 _lock = threading.Lock()
 _renewing = threading.Event()
 
@@ -36,6 +38,17 @@ def hold(token: str) -> None:
 def let_go(token: str) -> None:
     with _lock:
         _held.discard(token)
+
+
+def hold_call(token: str) -> None:
+    """This process now runs the parallel call leased with `token`: renew it."""
+    with _lock:
+        _held_calls.add(token)
+
+
+def let_go_call(token: str) -> None:
+    with _lock:
+        _held_calls.discard(token)
 
 
 def on_claim(now: datetime) -> datetime:
@@ -62,11 +75,14 @@ def after_attempt(now: datetime) -> datetime | None:
 def renew_held_leases() -> int:
     """Push back the expiry of every lease this process holds; returns how many."""
     with _lock:
-        tokens = list(_held)
-    if not tokens:
-        return 0
+        tokens, call_tokens = list(_held), list(_held_calls)
     expires = clock.now() + timedelta(seconds=setting("LEASE_SECONDS"))
-    return Instance.objects.filter(lease_token__in=tokens).update(lease_expires_at=expires)
+    renewed = 0
+    if tokens:
+        renewed += Instance.objects.filter(lease_token__in=tokens).update(lease_expires_at=expires)
+    if call_tokens:
+        renewed += Step.objects.filter(lease_token__in=call_tokens).update(lease_expires_at=expires)
+    return renewed
 
 
 def start_heartbeat() -> None:

@@ -146,6 +146,13 @@ def suspend(instance: Instance, now: datetime, *, wake_at: datetime | None, wait
     concurrency.slot_freed(instance)
 
 
+def due_by(instance: Instance, wake_at: datetime) -> None:
+    """A waiting instance is due no later than `wake_at` (a parallel call of it retries then)."""
+    if instance.status == Status.WAITING and (instance.wake_at is None or wake_at < instance.wake_at):
+        instance.wake_at = wake_at
+        instance.save(update_fields=["wake_at"])
+
+
 def wakes_for(instance: Instance, event_type: str) -> bool:
     return instance.status == Status.WAITING and instance.waiting_for == event_type
 
@@ -214,13 +221,19 @@ def _report_to_parent(child: Instance, now: datetime) -> None:
 
 def retry(instance: Instance, now: datetime) -> None:
     """An errored instance runs again from the step whose failure errored it, with fresh
-    attempts; failures the workflow caught and handled stay as they were recorded."""
-    Step.objects.filter(
+    attempts; failures the workflow caught and handled stay as they were recorded. A
+    failed parallel call reruns with every call of its group that failed."""
+    failed = Step.objects.filter(
         instance=instance,
         generation=instance.generation,
         key=instance.failed_step_key,
         status=StepStatus.FAILED,
-    ).update(status=StepStatus.RETRYING, attempts=0, wake_at=None, completed_at=None)
+    )
+    group_id = next(iter(failed.values_list("group_id", flat=True)), None)
+    if group_id is not None:
+        failed = Step.objects.filter(group_id=group_id, status=StepStatus.FAILED)
+        Step.objects.filter(pk=group_id).update(status=StepStatus.WAITING, error=None, completed_at=None)
+    failed.update(status=StepStatus.RETRYING, attempts=0, wake_at=None, completed_at=None)
     reopen(instance, now, new_generation=False)
 
 

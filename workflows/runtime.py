@@ -18,7 +18,7 @@ import logging
 import re
 import time
 import traceback
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -26,14 +26,22 @@ from typing import Any, TypeVar
 from django.db import DatabaseError, connection, transaction
 from django_q.exceptions import TimeoutException
 
-from . import attempt_sql, clock, creation, inbox, leases, lifecycle, shutdown
-from .attempts import MAX_TRACEBACK_CHARS, ControlFlow, Failure, StepInfo, call_step
+from . import attempt_sql, calls, clock, creation, inbox, leases, lifecycle, shutdown
+from .attempts import (
+    MAX_TRACEBACK_CHARS,
+    ControlFlow,
+    Failure,
+    StepInfo,
+    call_step,
+)
 from .conf import setting
-from .definition import RetryPolicy, describe_duration, get_workflow
+from .definition import RetryPolicy, get_workflow
 from .dispatch import enqueue_run
-from .errors import NonDeterminismError, StepFailed, WaitTimeout
+from .errors import NonDeterminismError, StepFailed
+from .metrics import record_run_start, record_step_end, record_step_start
 from .models import Instance, Status, Step, StepKind, StepRun, StepStatus
 from .names import MAX_INSTANCE_ID, MAX_STEP_NAME, checked_name, is_instance_id
+from .outcomes import OUTCOME_FIELDS, abandoned, record_outcome, recorded_failure, settle
 from .payloads import to_json_value
 from .step import StepContext, WorkflowEvent
 
@@ -97,10 +105,16 @@ class _Run:
         self.event = WorkflowEvent(
             payload=instance.params, instance_id=instance.id, timestamp=instance.created_at
         )
-        recorded = list(
-            Step.objects.filter(instance_id=instance.id, generation=instance.generation).order_by("id")
-        )
+        recorded: list[Step] = []
+        # The calls of each step.parallel group (by the group's id): not steps of the
+        # sequence, whose order the run checks.
+        self.members: dict[int, list[Step]] = defaultdict(list)
+        for step in Step.objects.filter(instance_id=instance.id, generation=instance.generation).order_by(
+            "id"
+        ):
+            (self.members[step.group_id] if step.group_id else recorded).append(step)
         self.history: dict[str, Step] = {step.key: step for step in recorded}
+        record_run_start(recorded, instance.updated_at)
         # Recorded steps must be reached in the order they were recorded; `reached`
         # counts how many of them this run has reached so far.
         self.recorded_order = [step.key for step in recorded]
@@ -360,26 +374,12 @@ class _Run:
                         self.compensations.append((name, rollback, step.result, policy, limit))
                     return step.result
                 if step.status == StepStatus.FAILED:
-                    failure = StepFailed(name, step.attempts, step.error["type"], step.error["message"])
-                    failure._step_key = key  # so that retry() reruns only the step that errored
-                    raise failure
+                    raise recorded_failure(step)
                 if step.status == StepStatus.RETRYING and step.wake_at and step.wake_at > clock.now():
                     self._suspend_until(step.wake_at)
                 if step.status == StepStatus.RUNNING:
                     # Recorded as started but never ended: its worker died or was killed.
-                    step = self._end_attempt(
-                        step,
-                        None,
-                        policy,
-                        failure=Failure(
-                            "AttemptAbandoned",
-                            f'attempt {step.attempts} of step "{name}" never finished: its worker '
-                            "stopped (crashed, killed, or went past its timeout)",
-                            # It counts against the retries (a step that kills its worker every
-                            # time must end), but recovery is not held up by a retry delay.
-                            wait_before_retry=False,
-                        ),
-                    )
+                    step = self._end_attempt(step, None, policy, failure=abandoned(step, name))
                     continue
                 if step.status not in (StepStatus.RETRYING, StepStatus.RUNNING):
                     raise AssertionError(f"unexpected status {step.status} for {key}")
@@ -423,6 +423,7 @@ class _Run:
         else:
             self._transact(write, new_step=True, durable=False)
         self.history[key] = record
+        record_step_start(self.workflow)
         return record, attempt
 
     def _end_attempt(
@@ -435,21 +436,7 @@ class _Run:
         failure: Failure | None = None,
     ) -> Step:
         now = clock.now()
-        if failure is None:
-            step.status = StepStatus.SUCCEEDED
-            step.result = result
-            step.error = None
-            step.completed_at = now
-        else:
-            step.error = _error_dict(failure.type, failure.message)
-            if failure.retryable and step.attempts <= policy.limit:
-                step.status = StepStatus.RETRYING
-                step.wake_at = now + (
-                    policy.delay_before_retry(step.attempts) if failure.wait_before_retry else timedelta(0)
-                )
-            else:
-                step.status = StepStatus.FAILED
-                step.completed_at = now
+        settle(step, now, policy, result=result, failure=failure)
         lease = leases.after_attempt(now)
 
         def write(instance: Instance) -> None:
@@ -457,17 +444,18 @@ class _Run:
             if run is None:  # abandoned: the attempt its dead worker left running
                 run = step.runs.filter(outcome=StepRun.Outcome.RUNNING).last()
                 if run is not None:
-                    _record_outcome(run, now, failure)
+                    record_outcome(run, now, failure)
             step.save(update_fields=["status", "result", "error", "wake_at", "completed_at"])
             if run is not None:
-                run.save(update_fields=_OUTCOME_FIELDS)
+                run.save(update_fields=OUTCOME_FIELDS)
             lifecycle.extend_lease(instance, lease)
 
         if attempt is not None:
-            _record_outcome(attempt, now, failure)
+            record_outcome(attempt, now, failure)
         if attempt is None or not self._in_one_statement(attempt_sql.end, lease, step, attempt):
             self._transact_retrying(write)
         self.history[step.key] = step
+        record_step_end(self.workflow, failure, attempt and attempt.duration_ms)
         return step
 
     def _in_one_statement(
@@ -552,9 +540,48 @@ class _Run:
         if step.status == StepStatus.SUCCEEDED:
             return step.result
         if step.status == StepStatus.TIMED_OUT:
-            waited = describe_duration(step.wake_at - step.created_at)
-            raise WaitTimeout(f'wait "{name}" for an event of type "{event_type}" timed out after {waited}')
+            raise inbox.timed_out(step, name, event_type)
         raise _Suspended
+
+    # --- step.parallel / step.map ---------------------------------------------------------
+
+    def parallel_step(
+        self,
+        key: str,
+        name: str,
+        call_list: list[tuple[Callable[..., Any], tuple]],
+        policy: RetryPolicy,
+        limit: timedelta,
+    ) -> list[Any]:
+        group = self.recorded(key, StepKind.PARALLEL)
+        if group is None:
+
+            def write(instance: Instance) -> tuple[Step, list[Step]]:
+                return calls.record_group(
+                    instance,
+                    generation=self.generation,
+                    key=key,
+                    name=name,
+                    count=len(call_list),
+                    now=clock.now(),
+                )
+
+            group, members = self._transact(write, new_step=True, durable=False)
+        else:
+            members = self.members[group.id]
+            if len(members) != len(call_list):
+                self._broken(
+                    f'step "{name}" was recorded with {len(members)} parallel calls but the workflow '
+                    f"now makes {len(call_list)}"
+                )
+            if group.status not in _OVER:  # woken for a retry or a lost call, or resumed
+                group, members = self._transact(
+                    lambda instance: calls.dispatch(instance, group, policy, clock.now()), durable=False
+                )
+        self.history[key] = group
+        if group.status not in _OVER:
+            raise _Suspended
+        return calls.outcome(group, members)
 
     # --- step.run_workflow / step.start_workflow ----------------------------------------
 
@@ -609,19 +636,6 @@ class _Run:
         step.save(update_fields=["status", "error", "completed_at"])
         lifecycle.suspend(instance, clock.now(), wake_at=None)
         return step
-
-
-_OUTCOME_FIELDS = ["outcome", "ended_at", "duration_ms", "error_type", "error_message", "traceback"]
-
-
-def _record_outcome(run: StepRun, now: datetime, failure: Failure | None) -> None:
-    run.outcome = StepRun.Outcome.SUCCEEDED if failure is None else StepRun.Outcome.FAILED
-    run.ended_at = now
-    run.duration_ms = (now - run.started_at).total_seconds() * 1000
-    if failure is not None:
-        run.error_type = failure.type
-        run.error_message = failure.message
-        run.traceback = failure.traceback
 
 
 def _default_child_id(parent_id: str, name: str, key: str, generation: int) -> str:

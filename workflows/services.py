@@ -144,16 +144,25 @@ def _steps_before(instance: Instance, name: str) -> list[Step]:
         .order_by("id")
         .prefetch_related("runs")
     )
-    names = [step.name for step in steps]
+    # A parallel call is not a step to restart from: its group is.
+    sequence = [step for step in steps if step.group_id is None]
+    names = [step.name for step in sequence]
     if name not in names:
         raise ValueError(f'instance "{instance.id}" has no recorded step named "{name}" to restart from')
-    return steps[: names.index(name)]
+    first_discarded = sequence[names.index(name)].pk
+    return [step for step in steps if step.pk < first_discarded]
 
 
 def _copy_steps(steps: list[Step], *, generation: int) -> None:
     """Copy `steps` (in their recorded order) and their attempts into `generation`."""
     # One INSERT: the copies get increasing ids, so their recorded order is kept.
     copies = Step.objects.bulk_create([_copy(step, id=None, generation=generation) for step in steps])
+    # The copies of parallel calls belong to the copy of their group.
+    copy_ids = {step.pk: copy.pk for step, copy in zip(steps, copies, strict=True)}
+    calls = [copy for copy in copies if copy.group_id is not None]
+    for call in calls:
+        call.group_id = copy_ids[call.group_id]
+    Step.objects.bulk_update(calls, ["group"])
     StepRun.objects.bulk_create(
         [
             _copy(run, id=None, step_id=copy.pk)

@@ -16,6 +16,8 @@ from .definition import RetryPolicy, describe_duration, parse_duration
 from .names import MAX_EVENT_TYPE, MAX_STEP_NAME, checked_name
 
 DEFAULT_STEP_TIMEOUT = "10 minutes"
+# Each call of a step.parallel replays the instance's recorded steps: past this, split the work.
+MAX_CALLS = 1000
 DEFAULT_WAIT_TIMEOUT = "24 hours"
 MIN_TASK_HEADROOM_SECONDS = 60
 
@@ -58,6 +60,15 @@ class RunProtocol(Protocol):
         self, key: str, name: str, workflow: str, params: Any, child_id: str | None, *, wait: bool
     ) -> Any: ...
 
+    def parallel_step(
+        self,
+        key: str,
+        name: str,
+        calls: list[tuple[Callable[..., Any], tuple]],
+        policy: RetryPolicy,
+        limit: timedelta,
+    ) -> list[Any]: ...
+
 
 class StepContext:
     """The `step` argument of a workflow function."""
@@ -91,19 +102,43 @@ class StepContext:
         if rollback is not None and not callable(rollback):
             raise TypeError(f'step "{name}": rollback {rollback!r} is not callable')
         policy = RetryPolicy.coerce(retries)
-        limit = parse_duration(DEFAULT_STEP_TIMEOUT if timeout is None else timeout)
-        if limit.total_seconds() <= 0:
-            raise ValueError(f'step "{name}": timeout must be longer than zero, got {timeout!r}')
-        # An attempt must end before django-q2 kills the task running it; otherwise
-        # every attempt would be killed and recovered until the retries ran out.
-        task_seconds = task_timeout()
-        if task_seconds and limit.total_seconds() > task_seconds - MIN_TASK_HEADROOM_SECONDS:
+        return self._run.do_step(key, name, fn, args, kwargs, policy, _step_timeout(name, timeout), rollback)
+
+    def parallel(
+        self, name: str, calls: Any, retries: RetryPolicy | dict | None = None, timeout: Any = None
+    ) -> list[Any]:
+        """Run each of `calls` (a callable, or a tuple `(callable, *args)`) as a step of its
+        own (named f"{name}[{i}]"), in parallel on any worker, while the instance waits
+        holding no worker; return their results in order. Each call is memoised and retried
+        by `retries`; if one fails for good, StepFailed is raised once every call has ended."""
+        key = self._run.next_key(name)
+        call_list = [_as_call(name, index, call) for index, call in enumerate(_as_list(name, "calls", calls))]
+        if len(call_list) > MAX_CALLS:
             raise ValueError(
-                f'step "{name}": timeout {describe_duration(limit)} does not fit in a worker task '
-                f"({task_seconds} s, DURABLE_TASK_TIMEOUT, less {MIN_TASK_HEADROOM_SECONDS} s): "
-                "shorten the step's timeout or raise DURABLE_TASK_TIMEOUT"
+                f'step "{name}": {len(call_list)} parallel calls is more than {MAX_CALLS}; '
+                "split them into several steps"
             )
-        return self._run.do_step(key, name, fn, args, kwargs, policy, limit, rollback)
+        if call_list:
+            checked_name(
+                call_name(name, len(call_list) - 1), what="parallel call name", max_length=MAX_STEP_NAME
+            )
+        policy = RetryPolicy.coerce(retries)
+        return self._run.parallel_step(key, name, call_list, policy, _step_timeout(name, timeout))
+
+    def map(
+        self,
+        name: str,
+        fn: Callable[[Any], Any],
+        items: Any,
+        retries: RetryPolicy | dict | None = None,
+        timeout: Any = None,
+    ) -> list[Any]:
+        """`step.parallel(name, [(fn, item) for item in items], ...)`: fn(item) for each
+        item, each a step of its own, in parallel; the results in the order of `items`."""
+        if not callable(fn):
+            raise TypeError(f'step "{name}": {fn!r} is not callable')
+        items = _as_list(name, "items", items)
+        return self.parallel(name, [(fn, item) for item in items], retries=retries, timeout=timeout)
 
     def sleep(self, name: str, duration: Any) -> None:
         """Suspend the instance for `duration`; no worker is held meanwhile."""
@@ -140,6 +175,47 @@ class StepContext:
         """Start a child instance of `workflow` (once) and go on at once; return its id."""
         key = self._run.next_key(name)
         return self._run.child_step(key, name, workflow, params, id, wait=False)
+
+
+def _step_timeout(name: str, timeout: Any) -> timedelta:
+    """A step's timeout: longer than zero and short enough to fit in a worker task."""
+    limit = parse_duration(DEFAULT_STEP_TIMEOUT if timeout is None else timeout)
+    if limit.total_seconds() <= 0:
+        raise ValueError(f'step "{name}": timeout must be longer than zero, got {timeout!r}')
+    # An attempt must end before django-q2 kills the task running it; otherwise
+    # every attempt would be killed and recovered until the retries ran out.
+    task_seconds = task_timeout()
+    if task_seconds and limit.total_seconds() > task_seconds - MIN_TASK_HEADROOM_SECONDS:
+        raise ValueError(
+            f'step "{name}": timeout {describe_duration(limit)} does not fit in a worker task '
+            f"({task_seconds} s, DURABLE_TASK_TIMEOUT, less {MIN_TASK_HEADROOM_SECONDS} s): "
+            "shorten the step's timeout or raise DURABLE_TASK_TIMEOUT"
+        )
+    return limit
+
+
+def call_name(name: str, index: int) -> str:
+    """The name of call `index` of step.parallel `name`."""
+    return f"{name}[{index}]"
+
+
+def _as_list(name: str, what: str, values: Any) -> list[Any]:
+    if isinstance(values, str | bytes | dict) or not hasattr(values, "__iter__"):
+        raise TypeError(
+            f'step "{name}": {what} must be a list (or another sequence), got {type(values).__name__}'
+        )
+    return list(values)
+
+
+def _as_call(name: str, index: int, call: Any) -> tuple[Callable[..., Any], tuple]:
+    """A call as (function, args), from a callable or a tuple (callable, *args)."""
+    if callable(call):
+        return call, ()
+    if isinstance(call, tuple) and call and callable(call[0]):
+        return call[0], call[1:]
+    raise TypeError(
+        f'step "{name}": call {index} must be a callable or a tuple (callable, *args), got {call!r}'[:300]
+    )
 
 
 def _as_aware_datetime(when: datetime | int | float) -> datetime:

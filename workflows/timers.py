@@ -1,5 +1,5 @@
-"""The timer thread: starts scheduled workflows, wakes due instances, recovers runs whose
-worker died and deletes finished instances past their retention.
+"""The timer thread: starts scheduled workflows, wakes due instances, recovers runs (and
+parallel calls) whose worker died and deletes finished instances past their retention.
 
 Inside `manage.py qcluster` each worker process runs a timer thread (django-q2's own
 scheduler only looks every ~30 s, too coarse for sleeps and retries). It looks every
@@ -18,7 +18,7 @@ import time
 
 from django.db import connection
 
-from . import clock, retention
+from . import calls, clock, retention
 from .conf import setting
 from .lifecycle import BATCH, recover_abandoned_runs, seconds_until_next_wake, wake_due_instances
 from .schedules import start_due
@@ -30,7 +30,12 @@ def tick() -> int:
     """One look: scheduled workflows started, due instances queued and abandoned runs
     recovered; returns how many."""
     now = clock.now()
-    return start_due(now=now) + wake_due_instances(now=now) + recover_abandoned_runs(now=now)
+    return (
+        start_due(now=now)
+        + wake_due_instances(now=now)
+        + recover_abandoned_runs(now=now)
+        + calls.wake_for_lost_calls(now=now)
+    )
 
 
 _started = threading.Event()

@@ -1,0 +1,308 @@
+"""step.parallel and step.map: each call a memoised, retried step of its own, run by a task
+of its own while the instance waits holding no worker."""
+
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+
+import workflows
+from workflows import StepFailed, step_info, workflow
+from workflows.calls import claimable_calls, run_call
+from workflows.models import Instance, Step, StepRun
+from workflows.step import MAX_CALLS
+from workflows.testing import advance, run_until_idle
+
+pytestmark = pytest.mark.django_db
+
+ran: Counter[str] = Counter()
+failing: dict[str, int] = {}  # item -> how many more attempts fail
+
+
+@pytest.fixture(autouse=True)
+def _reset():
+    ran.clear()
+    failing.clear()
+
+
+def price(item: str) -> dict:
+    ran[item] += 1
+    if failing.get(item, 0) > 0:
+        failing[item] -= 1
+        raise ConnectionError(f"price service down for {item}")
+    return {"item": item, "price": len(item)}
+
+
+@workflow("parallel-test-map")
+def map_flow(event, step):
+    items = event.payload["items"]
+    ran["workflow"] += 1
+    prices = step.map(
+        "price", price, items, retries={"limit": event.payload.get("retries", 0), "delay": "1 minute"}
+    )
+    total = step.do("total", lambda: sum(p["price"] for p in prices))
+    return {"prices": prices, "total": total}
+
+
+@workflow("parallel-test-calls")
+def calls_flow(event, step):
+    base = step.do("base", lambda: 10)
+
+    def add(n):  # a closure over a recorded result: nothing but ids crosses the queue
+        return base + n
+
+    return step.parallel("mixed", [(add, 1), lambda: step_info().name, (add, 2)])
+
+
+@workflow("parallel-test-catch")
+def catch_flow(event, step):
+    try:
+        step.map("price", price, event.payload["items"])
+    except StepFailed as failed:
+        return {"failed": failed.step_name, "type": failed.error_type, "message": failed.message}
+    return "no failure"
+
+
+def test_map_returns_each_calls_result_in_order_and_records_each_call_as_a_step():
+    inst = workflows.create("parallel-test-map", params={"items": ["tea", "coffee", "milk"]})
+    run_until_idle()
+
+    assert inst.status()["output"] == {
+        "prices": [{"item": "tea", "price": 3}, {"item": "coffee", "price": 6}, {"item": "milk", "price": 4}],
+        "total": 13,
+    }
+    steps = {step.name: step for step in Step.objects.filter(instance_id=inst.id)}
+    assert steps["price"].kind == "parallel" and steps["price"].status == "succeeded"
+    assert [steps[f"price[{i}]"].result["item"] for i in range(3)] == ["tea", "coffee", "milk"]
+    assert all(steps[f"price[{i}]"].group_id == steps["price"].pk for i in range(3))
+
+
+def test_the_instance_waits_holding_no_worker_while_its_calls_are_queued():
+    inst = workflows.create("parallel-test-map", params={"items": ["tea", "coffee"]})
+    from workflows.runtime import run_instance
+
+    assert run_instance(inst.id) == "suspended"
+    row = Instance.objects.get(pk=inst.id)
+    assert (row.status, row.lease_token, row.wake_at) == ("waiting", "", None)
+    assert claimable_calls().count() == 2
+    assert ran["tea"] == ran["coffee"] == 0  # not run by the instance's run
+
+
+def test_each_call_runs_once_and_the_end_of_the_last_one_resumes_the_instance():
+    inst = workflows.create("parallel-test-map", params={"items": ["tea", "coffee"]})
+    from workflows.runtime import run_instance
+
+    run_instance(inst.id)
+    first, second = claimable_calls().order_by("id").values_list("id", flat=True)
+    assert run_call(first) == "succeeded"
+    assert Instance.objects.get(pk=inst.id).status == "waiting"  # one call still to end
+    assert run_call(second) == "succeeded"
+    assert Instance.objects.get(pk=inst.id).status == "queued"
+    assert run_call(first) == "skipped"  # a second delivery finds nothing to do
+
+    run_until_idle()
+    assert inst.status()["status"] == "complete"
+    assert (ran["tea"], ran["coffee"]) == (1, 1)
+
+
+def test_calls_may_be_closures_and_tuples_and_know_their_own_step_name():
+    inst = workflows.create("parallel-test-calls")
+    run_until_idle()
+    assert inst.status()["output"] == [11, "mixed[1]", 12]
+
+
+def test_a_failing_call_is_retried_by_its_policy_after_its_delay_while_the_others_finish():
+    failing["coffee"] = 1
+    inst = workflows.create("parallel-test-map", params={"items": ["tea", "coffee"], "retries": 2})
+    run_until_idle()
+
+    call = Step.objects.get(instance_id=inst.id, name="price[1]")
+    assert (call.status, call.error["type"]) == ("retrying", "ConnectionError")
+    row = Instance.objects.get(pk=inst.id)
+    assert row.status == "waiting" and row.wake_at == call.wake_at  # wakes for the retry
+
+    advance("1 minute")
+    assert inst.status()["status"] == "complete"
+    assert (ran["tea"], ran["coffee"]) == (1, 2)
+    outcomes = list(StepRun.objects.filter(step=call).values_list("attempt", "outcome"))
+    assert outcomes == [(1, "failed"), (2, "succeeded")]
+
+
+def test_a_call_that_fails_for_good_is_the_steps_failure_once_every_call_has_ended():
+    failing["coffee"] = 99
+    inst = workflows.create("parallel-test-catch", params={"items": ["tea", "coffee", "milk"]})
+    run_until_idle()
+    assert Step.objects.get(instance_id=inst.id, name="price").status == "waiting"
+    for _retry in range(5):  # the default policy: 5 retries, each after a delay
+        advance("1 hour")
+
+    assert inst.status()["output"] == {
+        "failed": "price[1]",
+        "type": "ConnectionError",
+        "message": "price service down for coffee",
+    }
+    assert (ran["tea"], ran["coffee"], ran["milk"]) == (1, 6, 1)  # default policy: 5 retries
+    assert Step.objects.get(instance_id=inst.id, name="price").status == "failed"
+
+
+def test_retry_of_an_instance_errored_by_a_call_reruns_the_failed_calls_only():
+    failing["coffee"] = failing["milk"] = 1
+    inst = workflows.create("parallel-test-map", params={"items": ["tea", "coffee", "milk"]})
+    run_until_idle()
+    status = inst.status()
+    assert status["status"] == "errored"
+    assert status["error"]["type"] == "ConnectionError"
+
+    inst.retry()
+    run_until_idle()
+
+    assert inst.status()["status"] == "complete"
+    assert (ran["tea"], ran["coffee"], ran["milk"]) == (1, 2, 2)
+
+
+def test_completed_calls_are_not_run_again_when_the_instance_replays():
+    inst = workflows.create("parallel-test-map", params={"items": ["tea", "coffee"]})
+    run_until_idle()
+    assert ran["workflow"] == 2 + 2  # the instance's run twice, and one replay per call
+    assert (ran["tea"], ran["coffee"]) == (1, 1)
+    assert inst.status()["status"] == "complete"
+
+
+def test_a_call_whose_worker_died_is_recorded_abandoned_and_run_again():
+    inst = workflows.create("parallel-test-map", params={"items": ["tea"], "retries": 1})
+    from workflows.calls import _claim
+    from workflows.clock import now
+    from workflows.runtime import run_instance
+
+    run_instance(inst.id)
+    call_id = claimable_calls().get().pk
+    _claim(call_id, now())  # claimed by a worker that then died: nothing ran
+
+    advance("1 minute")  # its lease runs out; the timer wakes the instance, which re-queues it
+
+    assert inst.status()["status"] == "complete"
+    attempts = list(StepRun.objects.filter(step_id=call_id).values_list("attempt", "outcome", "error_type"))
+    assert attempts == [(1, "failed", "AttemptAbandoned"), (2, "succeeded", "")]
+    assert ran["tea"] == 1
+
+
+def test_a_paused_instances_queued_calls_wait_for_resume():
+    inst = workflows.create("parallel-test-map", params={"items": ["tea", "coffee"]})
+    from workflows.runtime import run_instance
+
+    run_instance(inst.id)
+    inst.pause()
+    run_until_idle()
+    assert ran["tea"] == ran["coffee"] == 0
+
+    inst.resume()
+    run_until_idle()
+    assert inst.status()["status"] == "complete"
+
+
+def test_terminating_an_instance_cancels_its_queued_calls():
+    inst = workflows.create("parallel-test-map", params={"items": ["tea", "coffee"]})
+    from workflows.runtime import run_instance
+
+    run_instance(inst.id)
+    inst.terminate()
+    run_until_idle()
+    assert ran["tea"] == ran["coffee"] == 0
+    assert claimable_calls().count() == 0
+
+
+def test_restart_from_a_step_after_the_group_keeps_its_calls():
+    inst = workflows.create("parallel-test-map", params={"items": ["tea", "coffee"]})
+    run_until_idle()
+
+    inst.restart(from_step="total")
+    run_until_idle()
+
+    assert inst.status()["output"]["total"] == 9
+    assert (ran["tea"], ran["coffee"]) == (1, 1)
+    copies = Step.objects.filter(instance_id=inst.id, generation=2)
+    group = copies.get(name="price")
+    assert set(copies.filter(group__isnull=False).values_list("group_id", flat=True)) == {group.pk}
+
+
+def test_restart_from_the_group_runs_its_calls_again():
+    inst = workflows.create("parallel-test-map", params={"items": ["tea", "coffee"]})
+    run_until_idle()
+    inst.restart(from_step="price")
+    run_until_idle()
+    assert inst.status()["status"] == "complete"
+    assert (ran["tea"], ran["coffee"]) == (2, 2)
+
+
+def test_a_call_is_not_a_step_to_restart_from():
+    inst = workflows.create("parallel-test-map", params={"items": ["tea"]})
+    run_until_idle()
+    with pytest.raises(ValueError, match='no recorded step named "price\\[0\\]"'):
+        inst.restart(from_step="price[0]")
+
+
+def test_an_empty_map_returns_an_empty_list_at_once():
+    inst = workflows.create("parallel-test-map", params={"items": []})
+    run_until_idle()
+    assert inst.status()["output"] == {"prices": [], "total": 0}
+
+
+@workflow("parallel-test-changing")
+def changing_flow(event, step):
+    return step.map("price", price, ["tea", "coffee"] if not ran["changed"] else ["tea"])
+
+
+def test_a_different_number_of_calls_on_replay_is_a_nondeterminism_error():
+    inst = workflows.create("parallel-test-changing")
+    from workflows.runtime import run_instance
+
+    run_instance(inst.id)
+    ran["changed"] = 1
+    run_until_idle()
+    status = inst.status()
+    assert status["status"] == "errored"
+    assert status["error"]["type"] == "NonDeterminismError"
+
+
+@workflow("parallel-test-bad")
+def bad_flow(event, step):
+    what = event.payload
+    if what == "not a list":
+        return step.parallel("p", "abc")
+    if what == "not callable":
+        return step.parallel("p", [(print, 1), 42])
+    if what == "too many":
+        return step.map("p", price, ["x"] * (MAX_CALLS + 1))
+    if what == "long name":
+        return step.map("p" * 255, price, ["x"] * 10)
+    return step.map("p", "not a function", [1])
+
+
+@pytest.mark.parametrize(
+    ("what", "error"),
+    [
+        ("not a list", 'step "p": calls must be a list (or another sequence), got str'),
+        ("not callable", 'step "p": call 1 must be a callable or a tuple (callable, *args), got 42'),
+        ("too many", f'step "p": {MAX_CALLS + 1} parallel calls is more than {MAX_CALLS}'),
+        ("long name", "parallel call name"),
+        ("fn", "'not a function' is not callable"),
+    ],
+)
+def test_bad_calls_error_the_instance_with_a_message_naming_the_problem(what, error):
+    inst = workflows.create("parallel-test-bad", params=what)
+    run_until_idle()
+    status = inst.status()
+    assert status["status"] == "errored"
+    assert error in status["error"]["message"]
+    assert not Step.objects.filter(instance_id=inst.id).exists()
+
+
+def test_a_retrying_call_holds_no_worker_and_the_instance_sleeps_until_its_retry():
+    failing["tea"] = 1
+    inst = workflows.create("parallel-test-map", params={"items": ["tea"], "retries": 1})
+    run_until_idle()
+    row = Instance.objects.get(pk=inst.id)
+    assert row.status == "waiting"
+    call = Step.objects.get(instance_id=inst.id, name="price[0]")
+    assert call.wake_at - call.runs.get().ended_at == timedelta(minutes=1)
+    assert claimable_calls().count() == 0
