@@ -306,3 +306,28 @@ def test_a_retrying_call_holds_no_worker_and_the_instance_sleeps_until_its_retry
     call = Step.objects.get(instance_id=inst.id, name="price[0]")
     assert call.wake_at - call.runs.get().ended_at == timedelta(minutes=1)
     assert claimable_calls().count() == 0
+
+
+def test_the_console_shows_a_parallel_step_with_its_calls_grouped_under_it(django_user_model):
+    from django.contrib.auth.models import Group
+    from django.test import Client
+    from django.urls import reverse
+
+    from workflows.roles import VIEWERS
+
+    failing["coffee"] = 1
+    inst = workflows.create("parallel-test-map", params={"items": ["tea", "coffee"], "retries": 1}, id="p-1")
+    run_until_idle()
+    user = django_user_model.objects.create_user(username="watcher", password="pw")
+    user.groups.set(Group.objects.filter(name=VIEWERS))
+    client = Client()
+    client.force_login(user)
+
+    page = client.get(reverse("workflows:instance_detail", args=[inst.id])).content.decode()
+
+    assert "2 parallel calls, each a step of its own" in page
+    group, calls = page.split('<ol class="attempts calls">', 1)
+    assert "<strong>price[0]</strong>" in calls and "<strong>price[1]</strong>" in calls
+    assert "<strong>price[0]</strong>" not in group  # not steps of the sequence
+    assert "price service down for coffee" in calls
+    assert 'value="price[1]"' not in page  # a call is not a step to restart from

@@ -13,7 +13,7 @@ from django.db.models.functions import Cast
 from . import clock
 from .definition import registered_workflows
 from .errors import InstanceNotFound
-from .models import Event, Instance, Schedule, Status, Step
+from .models import Event, Instance, Schedule, Status, Step, StepKind
 from .names import is_instance_id
 from .schedules import instance_id, next_due, scheduled
 
@@ -65,6 +65,7 @@ def instance_report(*, instance_id: str) -> dict[str, Any]:
                 "wake_at": _iso(step.wake_at),
                 "event_type": step.event_type or None,
                 "child_id": step.child_id or None,
+                "group": step.name.rpartition("[")[0] if step.group_id else None,  # a parallel call's step
                 "started_at": step.created_at.isoformat(),  # when the run first reached it
                 "completed_at": _iso(step.completed_at),
             }
@@ -212,10 +213,18 @@ class Timeline:
 
 
 def instance_timeline(*, instance: Instance) -> Timeline:
+    """The steps in the order they were reached; a parallel step carries its calls in
+    `.members`, instead of them standing in the sequence."""
     steps = current_steps(instance)
     compute_ms = sum(run.duration_ms or 0 for step in steps for run in step.runs.all())
+    groups = {step.pk: step for step in steps if step.kind == StepKind.PARALLEL}
+    for group in groups.values():
+        group.members = []
+    for step in steps:
+        if step.group_id in groups:
+            groups[step.group_id].members.append(step)
     return Timeline(
-        steps=steps,
+        steps=[step for step in steps if step.group_id is None],
         events=list(Event.objects.filter(instance=instance).select_related("consumed_by").order_by("id")),
         compute_ms=compute_ms,
         earlier_generations=instance.generation - 1,
