@@ -145,3 +145,20 @@ def test_every_run_the_engine_queues_for_a_worker_is_a_task_naming_its_instance(
     time_passes(timedelta(hours=1))
     tick()
     assert sorted(take_queued_runs()) == sorted([sleeper.id, abandoned.id])
+
+
+def test_an_instance_waiting_with_no_deadline_does_not_upset_the_timers_next_look():
+    """A parent waiting for its children (or its parallel calls) has no wake_at: the
+    timer's look for the next due sleeper must skip it, on both databases (NULLs sort
+    first on SQLite, last on PostgreSQL)."""
+    Instance.objects.create(
+        id="waits-for-children",
+        workflow="timers-test-nap",
+        status="waiting",
+        created_at=workflows.now(),
+        updated_at=workflows.now(),
+    )
+    assert seconds_until_next_wake(now=workflows.now()) is None
+    workflows.create("timers-test-nap", params="10 minutes")
+    run_until_idle()
+    assert 599 < seconds_until_next_wake(now=workflows.now()) <= 600

@@ -312,6 +312,7 @@ def recover_abandoned_runs(*, now: datetime | None = None) -> int:
 
 def seconds_until_next_wake(*, now: datetime) -> float | None:
     """How long until the earliest waiting instance is due (None: nobody waits)."""
-    waiting = Instance.objects.filter(status=Status.WAITING).order_by("wake_at")
+    # (One waiting without a deadline, for its children or parallel calls, is not due.)
+    waiting = Instance.objects.filter(status=Status.WAITING, wake_at__isnull=False).order_by("wake_at")
     earliest = list(waiting.values_list("wake_at", flat=True)[:1])
     return (earliest[0] - now).total_seconds() if earliest else None
