@@ -41,6 +41,7 @@ from .attempts import (
 from .definition import RetryPolicy, get_workflow
 from .dispatch import enqueue_call
 from .errors import StepFailed
+from .metrics import record_step_end, record_step_start
 from .models import FINISHED_STATUSES, Instance, Status, Step, StepKind, StepRun, StepStatus
 from .names import MAX_STEP_NAME, checked_name
 from .outcomes import OUTCOME_FIELDS, abandoned, record_outcome, recorded_failure, settle
@@ -225,10 +226,12 @@ class _CallRun:
     def __init__(self, call: Step, attempt: StepRun) -> None:
         self.call = call
         self.attempt = attempt
+        self.workflow = ""
 
     def execute(self) -> str:
         call = self.call
         instance = Instance.objects.only("id", "workflow", "params", "created_at").get(pk=call.instance_id)
+        self.workflow = instance.workflow
         # The other calls of this group are not needed to replay up to it.
         steps = Step.objects.filter(instance_id=instance.id, generation=call.generation).exclude(
             group_id=call.group_id
@@ -255,8 +258,11 @@ class _CallRun:
         if expires is not None:  # no heartbeat here: the lease must outlive the attempt
             Step.objects.filter(pk=call.pk, lease_token=call.lease_token).update(lease_expires_at=expires)
         info = StepInfo(call.instance_id, call.name, call.attempts)
+        record_step_start(self.workflow)
         result, failure = call_step(reached.fn, reached.call_args, {}, info, reached.limit)
-        return self._end(reached.policy, result=result, failure=failure)
+        outcome = self._end(reached.policy, result=result, failure=failure)
+        record_step_end(self.workflow, failure, self.attempt.duration_ms)
+        return outcome
 
     def _end(self, policy: RetryPolicy, *, result: Any = None, failure: Failure | None = None) -> str:
         """Record the attempt's outcome (durably: it is the result of user code), retrying
