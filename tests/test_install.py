@@ -52,6 +52,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("ops/", include("workflows.urls")),
     path("ops/approvals/", include("approvals.urls")),
+    path("api/v1/", include("workflows.api.urls")),
 ]
 """
 
@@ -156,6 +157,13 @@ report["pages"] = {}
 for path in ["/ops/", "/ops/instances/order-7/", "/ops/workflows/", "/ops/approvals/?tab=history"]:
     page = client.get(path)
     report["pages"][path] = [page.status_code, page.content.decode()]
+from io import StringIO
+
+printed = StringIO()
+call_command("workflows", "token", "create", "olivia", stdout=printed)
+bearer = {"Authorization": "Bearer " + printed.getvalue().strip()}
+api = Client(headers=bearer).get("/api/v1/instances/order-7")
+report["api"] = [api.status_code, api.json().get("status")]
 call_command("makemigrations", "workflows", "approvals", check=True, dry_run=True)  # prints what is missing
 print(json.dumps(report))
 """
@@ -351,6 +359,7 @@ def test_a_real_cluster_runs_the_hosts_workflow_and_the_console_shows_it_under_t
     timeline = pages["/ops/instances/order-7/"][1]
     assert "cool-off" in timeline and "payment" in timeline and "ship" in timeline
     assert "Ship order 7?" in pages["/ops/approvals/?tab=history"][1]
+    assert report["api"] == [200, "complete"]  # the HTTP API, with a token made by the command
 
 
 def _seconds_between(start: str, end: str) -> float:
