@@ -8,8 +8,14 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from support import CHROMIUM
 from workflows.testing import reset_clock
 
+# The demo's payment provider configured as production configures it (README), so that the
+# checks every manage.py subprocess runs report nothing about its webhook and queue. (The
+# clusters tests start run no consumer unless a test asks: DURABLE_CONSUMERS below.)
+os.environ.setdefault("PAYMENTS_WEBHOOK_SECRET", "test-payments-secret")
+os.environ.setdefault("PAYMENTS_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 def pytest_collection_modifyitems(config, items):
     if connection.vendor != "postgresql":
@@ -142,3 +148,20 @@ def clusters(tmp_path, test_database_url):
 def cluster(clusters):
     """One real qcluster with the production defaults (lease, heartbeat, poll, timer)."""
     return clusters.start()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium, driven by Playwright (tests/test_browser.py, test_accessibility.py)."""
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls made here
+    # between browser steps are still plain synchronous calls.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()

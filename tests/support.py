@@ -2,6 +2,9 @@
 
 import time
 
+# Debian's chromium (make chromium): the browser tests never download a browser.
+CHROMIUM = "/usr/bin/chromium"
+
 
 def wait_for(condition, cluster, timeout=30.0, what="condition"):
     deadline = time.monotonic() + timeout

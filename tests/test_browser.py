@@ -11,14 +11,8 @@ import pytest
 
 import qcluster_workflows  # noqa: F401 - registers the workflows in this process too
 import workflows
-from support import wait_for
+from support import CHROMIUM, wait_for
 from workflows.models import StepRun
-
-# Playwright's sync API runs an event loop in this thread; the ORM calls made here
-# between browser steps are still plain synchronous calls.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-CHROMIUM = "/usr/bin/chromium"
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -26,19 +20,6 @@ pytestmark = [
     pytest.mark.postgres,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make chromium)"),
 ]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -7,10 +7,14 @@ read with django-htmx's HtmxDetails, so a project needs no htmx middleware for t
 
 from __future__ import annotations
 
+import hashlib
+import re
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
@@ -72,10 +76,32 @@ def instance_list(request: HttpRequest) -> HttpResponse:
         "can_operate": request.user.has_perm(OPERATE_PERMISSION),
         "bulk_actions": BULK_ACTIONS,
     }
+    # The rows alone, and the counts beside them (swapped out of band).
+    rows = _Polled(request, "workflows/_instance_rows.html", {**context, "partial": True})
     if HtmxDetails(request).target == "instance-rows":
-        # The rows alone, and the counts beside them (swapped out of band).
-        return render(request, "workflows/_instance_rows.html", {**context, "partial": True})
-    return render(request, "workflows/instance_list.html", context)
+        return rows.response()
+    return render(request, "workflows/instance_list.html", {**context, "seen": rows.fingerprint})
+
+
+class _Polled:
+    """A partial the page polls (htmx). Unchanged since the page's copy (whose fingerprint
+    the poll sends as X-Durable-Seen), it is answered 204, which htmx does not swap: a
+    screen reader does not read an unchanged live region again, and the keyboard focus
+    stays where it is. `volatile` values (an age ticking) are left out of the comparison."""
+
+    def __init__(self, request: HttpRequest, template: str, context: dict, **volatile: object) -> None:
+        self.request, self.template, self.context, self.volatile = request, template, context, volatile
+        steady = render_to_string(template, {**context, **dict.fromkeys(volatile)}, request)
+        # The CSRF token of each form is masked afresh on every render.
+        steady = re.sub(r'name="csrfmiddlewaretoken" value="[^"]*"', "", steady)
+        self.fingerprint = hashlib.blake2s(steady.encode(), digest_size=12).hexdigest()
+
+    def response(self) -> HttpResponse:
+        if self.request.headers.get("X-Durable-Seen") == self.fingerprint:
+            return HttpResponse(status=204)
+        return render(
+            self.request, self.template, {**self.context, **self.volatile, "seen": self.fingerprint}
+        )
 
 
 def _with(query: QueryDict, **changes: str | None) -> str:
@@ -158,9 +184,13 @@ def _detail_context(request: HttpRequest, instance: Instance, **extra: object) -
 def instance_detail(request: HttpRequest, instance_id: str) -> HttpResponse:
     instance = _instance_or_404(instance_id)
     context = _detail_context(request, instance)
+    age = context.pop("age")
+    live = _Polled(request, "workflows/_instance_live.html", context, age=age)
     if HtmxDetails(request).target == "instance-live":
-        return render(request, "workflows/_instance_live.html", context)
-    return render(request, "workflows/instance_detail.html", context)
+        return live.response()
+    return render(
+        request, "workflows/instance_detail.html", {**context, "age": age, "seen": live.fingerprint}
+    )
 
 
 @_operator

@@ -1,0 +1,181 @@
+"""The console is accessible: every page passes axe-core (WCAG 2 A and AA, and axe's best
+practices) with no violation, on a laptop and on a phone, and everything can be done from
+the keyboard with a visible focus.
+
+axe-core is the copy bundled by axe-playwright-python (no download at test time);
+the browser is Debian's chromium. The data is the demo's: orders waiting for approval,
+retrying a flaky payment, an upload that failed, others complete, paused, terminated.
+"""
+
+from pathlib import Path
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from django.test import Client
+
+import approvals
+import qcluster_workflows  # noqa: F401 - registers the workflow the keyboard test retries
+import workflows
+from approvals.models import ApprovalRequest
+from support import CHROMIUM
+from workflows.testing import run_until_idle
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make chromium)"),
+]
+
+VIEWPORTS = {"laptop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+
+# WCAG 2.0, 2.1 and 2.2, levels A and AA, and axe's best practices.
+AXE_OPTIONS = {
+    "runOnly": {
+        "type": "tag",
+        "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"],
+    },
+    "resultTypes": ["violations"],
+}
+
+
+@pytest.fixture
+def superuser(django_user_model):
+    return django_user_model.objects.create_superuser("ops", "ops@example.com", "ops-password")
+
+
+def signed_in_page(browser, live_server, user, viewport):
+    """A browser page signed in as `user` (its session cookie, without the login form)."""
+    client = Client()
+    client.force_login(user)
+    context = browser.new_context(viewport=viewport)
+    context.add_cookies(
+        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
+    )
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    return page
+
+
+@pytest.fixture
+def demo_data(superuser):
+    """Instances in every status and kind of step, and approval requests to decide."""
+    for order in (42, 43):
+        workflows.create(
+            "order-fulfilment", params={"order_id": order, "payment_failure_rate": 0}, id=f"order-{order}"
+        )
+    workflows.create("order-fulfilment", params={"order_id": 45, "payment_failure_rate": 1}, id="order-45")
+    workflows.create("content-pipeline", params={"url": "https://example.com/forbidden.jpg"}, id="upload-17")
+    workflows.create("content-pipeline", params={"url": "https://example.com/cat.jpg"}, id="upload-18")
+    workflows.create("content-pipeline", params={"url": "https://example.com/dog.jpg"}, id="upload-19")
+    workflows.create("content-pipeline", params={"url": "https://example.com/owl.jpg"}, id="upload-20")
+    run_until_idle()
+    approvals.decide(
+        ApprovalRequest.objects.get(instance_id="order-43").pk,
+        approved=True,
+        user=superuser,
+        comment="Customer confirmed by phone",
+    )
+    run_until_idle()
+    workflows.get("upload-19").terminate()
+    workflows.get("upload-20").pause()
+    workflows.create("content-pipeline", params={"url": "https://example.com/new.jpg"}, id="upload-21")
+
+
+def pages(live_server) -> dict[str, str]:
+    pending = ApprovalRequest.objects.get(instance_id="order-42").pk
+    return {
+        "instances": "/",
+        "instances, errored": "/?status=errored",
+        "instance waiting for approval": "/instances/order-42/",
+        "instance retrying": "/instances/order-45/",
+        "instance errored": "/instances/upload-17/",
+        "instance complete": "/instances/order-43/",
+        "start an instance": "/start/",
+        "workflows": "/workflows/",
+        "approvals": "/approvals/",
+        "approvals history": "/approvals/?tab=history",
+        "approval request": f"/approvals/{pending}/",
+    }
+
+
+def violations(page) -> list[str]:
+    results = Axe().run(page, options=AXE_OPTIONS)
+    return [
+        f"{violation['id']} ({violation['impact']}): {violation['help']} at "
+        + "; ".join(" ".join(node["target"]) for node in violation["nodes"][:5])
+        for violation in results.response["violations"]
+    ]
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_every_console_page_passes_axe_core_with_no_violation(
+    browser, live_server, superuser, demo_data, viewport
+):
+    page = signed_in_page(browser, live_server, superuser, VIEWPORTS[viewport])
+    found = {}
+    for name, path in pages(live_server).items():
+        page.goto(f"{live_server.url}{path}")
+        found[name] = violations(page)
+    page.context.clear_cookies()
+    page.goto(f"{live_server.url}/login/")
+    found["sign in"] = violations(page)
+    page.context.close()
+    report = "\n".join(f"{name}: {problem}" for name, problems in found.items() for problem in problems)
+    assert not report, f"axe-core found violations ({viewport}):\n{report}"
+
+
+# --- the keyboard alone ----------------------------------------------------------------
+
+FOCUSED = """() => {
+    const element = document.activeElement;
+    const style = getComputedStyle(element);
+    return {
+        name: (element.innerText || element.getAttribute("aria-label") || element.name || "").trim(),
+        visible: style.outlineStyle !== "none" && parseFloat(style.outlineWidth) >= 2,
+    };
+}"""
+
+
+def tab_to(page, name: str, limit: int = 80) -> None:
+    """Press Tab until the control named `name` has the focus; every control passed on the
+    way must show it has the focus."""
+    passed = []
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        focused = page.evaluate(FOCUSED)
+        assert focused["visible"], f"the focus is not visible on {focused['name']!r}"
+        if focused["name"] == name:
+            return
+        passed.append(focused["name"])
+    raise AssertionError(f"Tab never reached {name!r}; it went through {passed}")
+
+
+def test_an_approver_approves_and_an_operator_retries_a_failed_instance_with_the_keyboard_alone(
+    browser, live_server, superuser, tmp_path
+):
+    workflows.create("order-fulfilment", params={"order_id": 42, "payment_failure_rate": 0}, id="order-42")
+    failed = workflows.create(
+        "qcluster-test-fails-until-fixed", params={"dir": str(tmp_path)}, id="order-1001"
+    )
+    run_until_idle()
+    assert failed.status()["status"] == "errored"
+    page = signed_in_page(browser, live_server, superuser, VIEWPORTS["laptop"])
+
+    page.goto(f"{live_server.url}/approvals/")
+    tab_to(page, "comment")
+    page.keyboard.type("Checked with the customer")
+    tab_to(page, "Approve")
+    page.keyboard.press("Enter")
+    page.locator(".decision", has_text="Approved by you").wait_for()
+    assert page.locator(".decision", has_text="Checked with the customer").is_visible()
+
+    (tmp_path / "card-fixed").touch()
+    page.goto(f"{live_server.url}/instances/order-1001/")
+    tab_to(page, "Retry failed step")
+    page.once("dialog", lambda dialog: dialog.accept())  # the confirmation: Enter in the browser's dialog
+    page.keyboard.press("Enter")
+    page.locator(".messages", has_text="retry: instance is now queued.").wait_for()
+    run_until_idle()
+    page.locator("#instance-status", has_text="complete").wait_for()
+    assert failed.status()["output"] == "charged"
+    page.context.close()
