@@ -20,6 +20,8 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 # site: the published secret key, plain HTTP and the demo login are allowed only with
 # DJANGO_DEBUG=1, which serve's cluster subprocess and demo_setup inherit.
 run: export DJANGO_DEBUG := 1
+# The web server and the worker's processes share their metrics' counters here (GET /metrics).
+run: export PROMETHEUS_MULTIPROC_DIR := $(CURDIR)/.metrics
 run: $(VENV)/.installed
 	$(PY) manage.py migrate --verbosity 0
 	$(PY) manage.py demo_setup --url http://$(HOST):$(PORT)/
@@ -62,4 +64,4 @@ mutate: $(VENV)/.installed
 	  END { for (m in n) printf "%-10s %4d / %4d\n", m, k[m], n[m] | "sort"; close("sort"); printf "%-10s %4d / %4d\n", "overall", kall, all }'
 
 clean:
-	rm -rf $(VENV) db.sqlite3* staticfiles .pytest_cache .ruff_cache
+	rm -rf $(VENV) db.sqlite3* staticfiles .pytest_cache .ruff_cache .metrics
