@@ -178,10 +178,13 @@ LOGGING = {
 }
 
 # The demo's payment provider (durable_site/workflows.py): the secret its "payments"
-# webhook checks signatures with. A development site has a published one; production sets
-# its own in the environment (a webhook without a secret refuses every delivery).
+# webhook checks signatures with, and the broker of its queue. A development site has
+# published ones; production sets its own in the environment (a webhook without a secret
+# refuses every delivery; a consumer without a broker does not run).
 if DEBUG:
     PAYMENTS_WEBHOOK_SECRET = os.environ.get("PAYMENTS_WEBHOOK_SECRET", "dev-payments-secret")
+    # ... and the RabbitMQ its payments queue is on (qcluster consumes it).
+    PAYMENTS_BROKER_URL = os.environ.get("PAYMENTS_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 # --- Durable engine ------------------------------------------------------------------
 # workflows/conf.py holds every engine setting with its default and what it means;

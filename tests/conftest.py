@@ -17,6 +17,7 @@ from workflows.testing import reset_clock
 os.environ.setdefault("PAYMENTS_WEBHOOK_SECRET", "test-payments-secret")
 os.environ.setdefault("PAYMENTS_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
+
 def pytest_collection_modifyitems(config, items):
     if connection.vendor != "postgresql":
         skip = pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL=postgres://...)")
@@ -100,6 +101,7 @@ class Clusters:
             "DJANGO_SETTINGS_MODULE": "durable_site.settings",
             "DATABASE_URL": self.database_url,
             "DURABLE_SCHEDULES": "0",  # as in-process: see _schedules_only_where_asked
+            "DURABLE_CONSUMERS": "0",  # queue consumers (the demo's too) only where a test asks
             **env_overrides,
         }
         with open(log_path, "w") as log:

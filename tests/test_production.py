@@ -36,6 +36,7 @@ PRODUCTION_ENV = {
     "DJANGO_PROXY_SSL_HEADER": "X-Forwarded-Proto",
     "DURABLE_BASE_URL": "https://durable.example.com",
     "PAYMENTS_WEBHOOK_SECRET": secrets.token_urlsafe(32),
+    "PAYMENTS_BROKER_URL": "amqp://durable:secret@mq.internal:5672//",
 }
 FORWARDED_HTTPS = {"X-Forwarded-Proto": "https"}
 

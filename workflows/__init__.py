@@ -19,6 +19,7 @@ from .errors import (
     WorkflowNotFound,
 )
 from .ingress.actions import Create, SendEvent
+from .ingress.consumers import consumer
 from .ingress.webhooks import webhook
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "StepInfo",
     "WaitTimeout",
     "WorkflowNotFound",
+    "consumer",
     "create",
     "create_batch",
     "get",

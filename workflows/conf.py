@@ -35,6 +35,10 @@ DEFAULTS: dict[str, Any] = {
     # Start scheduled workflows (@workflow(schedule=...)); False keeps a deployment (a
     # staging site, a test suite) from starting any.
     "SCHEDULES": True,
+    # qcluster runs every registered queue consumer (@consumer), one process each; False
+    # (or the environment variable DURABLE_CONSUMERS=0) leaves that to
+    # `manage.py workflows consume NAME...` or to nothing.
+    "CONSUMERS": True,
 }
 
 

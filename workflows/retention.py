@@ -17,7 +17,7 @@ from django.db.models import QuerySet
 from . import clock
 from .conf import setting
 from .definition import positive_duration, registered_workflows, workflow_options
-from .models import FINISHED_STATUSES, Delivery, Event, Instance, Step, StepRun
+from .models import FINISHED_STATUSES, ConsumerCount, Delivery, Event, Instance, Step, StepRun
 from .signals import instances_deleted
 
 BATCH = 500
@@ -53,8 +53,12 @@ def purge_expired(*, now: datetime | None = None) -> int:
     messages received before the default retention."""
     now = now or clock.now()
     purge_deliveries(now=now)
+    ConsumerCount.objects.filter(minute__lt=now - CONSUMER_COUNTS_KEPT).delete()
     return _delete_batch(expired(now))
 
+
+# The console shows the last hour of each consumer's per-minute counts.
+CONSUMER_COUNTS_KEPT = timedelta(days=1)
 
 # Delivery rows are small and reference nothing: many go in one statement.
 DELIVERY_BATCH = 10 * BATCH

@@ -28,6 +28,7 @@ from .api.errors import ApiError, response_for
 from .clock import now
 from .errors import InstanceExists, InstanceNotFound, InvalidState, WorkflowNotFound
 from .forms import BULK_ACTIONS, BulkActionForm, CreateInstanceForm, InstanceFilterForm, SendEventForm
+from .ingress.selectors import consumer_rows
 from .models import Action, Instance, Status
 from .roles import OPERATE_PERMISSION, VIEW_PERMISSION
 
@@ -272,6 +273,7 @@ def workflow_list(request: HttpRequest) -> HttpResponse:
             "nav": "workflows",
             "workflows": selectors.workflow_stats(),
             "statuses": Status.values,
+            "consumers": consumer_rows(),
             "can_operate": request.user.has_perm(OPERATE_PERMISSION),
         },
     )

@@ -7,6 +7,8 @@ input becomes one CommandError line on stderr and a non-zero exit; nothing is ch
 from __future__ import annotations
 
 import json
+import signal
+import threading
 from argparse import ArgumentTypeError
 from typing import Any
 
@@ -95,6 +97,11 @@ class Command(BaseCommand):
 
         commands.add_parser("schedules", help="list the scheduled workflows and their next due time")
 
+        consume = commands.add_parser(
+            "consume", help="run the named queue consumers (@consumer) until SIGTERM or Ctrl-C"
+        )
+        consume.add_argument("names", nargs="+", type=_text, metavar="NAME")
+
         purge = commands.add_parser("purge", help="delete finished instances older than a duration")
         purge.add_argument("--older-than", required=True, type=_text, help='a duration, e.g. "90 days"')
         purge.add_argument("--workflow", type=_text)
@@ -151,6 +158,8 @@ class Command(BaseCommand):
             self._list(options)
         elif subcommand == "schedules":
             self._schedules()
+        elif subcommand == "consume":
+            self._consume(options["names"])
         elif subcommand == "token":
             self._token(options)
         elif subcommand == "purge":
@@ -202,6 +211,23 @@ class Command(BaseCommand):
             )
         else:
             self.stdout.write("no API tokens")
+
+    def _consume(self, names: list[str]) -> None:
+        from workflows.ingress.consumers import get_consumer
+        from workflows.ingress.runner import run_consumers
+
+        try:
+            consumers = [get_consumer(name) for name in names]
+        except LookupError as exc:
+            raise CommandError(str(exc)) from exc
+        for consumer in consumers:
+            if consumer.broker_url() is None:
+                raise CommandError(f'consumer "{consumer.name}" has no broker: set {consumer.broker_setting}')
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *args: stop.set())
+        self.stdout.write(f"consuming {', '.join(names)} (SIGTERM or Ctrl-C stops after the current message)")
+        run_consumers(consumers, stop)
 
     def _schedules(self) -> None:
         rows = selectors.schedules()

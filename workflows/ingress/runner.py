@@ -1,0 +1,279 @@
+"""Consuming one queue: each message's handler runs, its actions are applied in one
+transaction with the message's id, and only then is the message acknowledged.
+
+kombu (the messaging library Celery is built on) speaks to the broker, so any transport it
+supports works and this module holds no protocol code. What each message meets:
+
+- not JSON, or over the payload limit: moved to the dead-letter queue `f"{queue}.dead"` at
+  once (no delivery could succeed);
+- an id seen before (its `message_id`, or an `X-Durable-Delivery` header): acknowledged,
+  nothing applied (a redelivery after a crash between the commit and the ack);
+- the handler or an action failing: published again at the back of the queue with its
+  delivery count in the `x-durable-deliveries` header, then acknowledged; at
+  `max_deliveries` it goes to the dead-letter queue with the error in its headers. The
+  count travels with the message, so it holds on every transport and across restarts;
+- the database unreachable: handed back to the broker uncounted, and the loop waits.
+
+The connection is re-made with backoff whenever the broker goes away; an unacknowledged
+message is then delivered again by the broker, never lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from typing import Any, Protocol
+
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
+from django.db.models import F
+
+from .. import clock
+from .actions import DeliveryRefused, handle_delivery
+from .body import check_size, parse_body
+from .consumers import Consumer
+from .webhooks import DELIVERY_HEADER
+
+logger = logging.getLogger(__name__)
+
+DELIVERIES_HEADER = "x-durable-deliveries"
+ERROR_HEADER = "x-durable-error"
+# Messages the broker hands over ahead of the one being handled (each still acknowledged
+# one by one, after its commit).
+PREFETCH = 10
+MAX_BACKOFF_SECONDS = 30.0
+# The consumer's counts go to the database this often (console: the last hour).
+COUNTS_EVERY_SECONDS = 2.0
+
+
+class StopFlag(Protocol):
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+class ConsumerLoop:
+    """Consume `consumer`'s queue until `stop` is set; safe to stop at any moment."""
+
+    def __init__(self, consumer: Consumer, stop: StopFlag, *, parent_pid: int | None = None) -> None:
+        self.consumer = consumer
+        self.stop = stop
+        # A consumer process whose cluster died stops too.
+        self.parent_pid = parent_pid
+        self.counts: Counter[str] = Counter()
+        self.counted_at = time.monotonic()
+
+    def stopping(self) -> bool:
+        return self.stop.is_set() or (self.parent_pid is not None and os.getppid() != self.parent_pid)
+
+    def run(self) -> None:
+        from kombu import Connection
+        from kombu.exceptions import OperationalError as BrokerUnreachable
+
+        if self.consumer.broker_url() is None:
+            logger.error(
+                'consumer "%s" has no broker: set %s; it does not run',
+                self.consumer.name,
+                self.consumer.broker_setting,
+            )
+            return
+        backoff = 1.0
+        logger.info('consumer "%s" consuming queue "%s"', self.consumer.name, self.consumer.queue)
+        while not self.stopping():
+            # confirm_publish: a message moved to the dead-letter queue (or queued again) is
+            # stored by the broker before its original is acknowledged.
+            url = self.consumer.broker_url() or ""  # read again at each connection
+            with Connection(url, transport_options={"confirm_publish": True}) as broker:
+                try:
+                    broker.connect()
+                    backoff = 1.0
+                    self._consume(broker)
+                except (BrokerUnreachable, *broker.connection_errors, *broker.channel_errors) as exc:
+                    logger.warning(
+                        'consumer "%s": the broker is unreachable (%s); connecting again in %.0f s',
+                        self.consumer.name,
+                        exc,
+                        backoff,
+                    )
+                    self.stop.wait(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+        self.save_counts()
+        logger.info('consumer "%s" stopped', self.consumer.name)
+
+    def _consume(self, broker: Any) -> None:
+        from kombu import Queue
+
+        channel = broker.channel()
+        queue = Queue(self.consumer.queue, routing_key=self.consumer.queue, durable=True, channel=channel)
+        dead = Queue(
+            self.consumer.dead_letter_queue,
+            routing_key=self.consumer.dead_letter_queue,
+            durable=True,
+            channel=channel,
+        )
+        queue.declare()
+        dead.declare()
+        self.producer = broker.Producer(channel)
+        with broker.Consumer(queue, channel=channel, on_message=self.on_message, accept=None) as consumer:
+            consumer.qos(prefetch_count=PREFETCH)
+            while not self.stopping():
+                try:
+                    broker.drain_events(timeout=1)
+                except TimeoutError:
+                    broker.heartbeat_check()
+                if time.monotonic() - self.counted_at >= COUNTS_EVERY_SECONDS:
+                    self.save_counts()
+
+    def on_message(self, message: Any) -> None:
+        """Handle one message; it is acknowledged (or handed back) before this returns."""
+        consumer = self.consumer
+        headers = dict(message.headers or {})
+        deliveries = _count(headers.get(DELIVERIES_HEADER)) + 1
+        raw = message.body.encode() if isinstance(message.body, str) else bytes(message.body)
+        try:
+            check_size(len(raw))
+            body = parse_body(raw)
+        except ValueError as exc:  # MalformedBody, PayloadTooLarge: no delivery could succeed
+            self.dead_letter(message, raw, headers, deliveries, exc)
+            return
+        sender_id = message.properties.get("message_id") or headers.get(DELIVERY_HEADER)
+        try:
+            outcome = handle_delivery(
+                consumer.handler,
+                body,
+                headers,
+                source=consumer.source,
+                sender_id=str(sender_id) if sender_id else None,
+                what=f'consumer "{consumer.name}"',
+            )
+        except (OperationalError, InterfaceError) as exc:
+            # The database, not the message: hand it back uncounted and wait.
+            logger.warning('consumer "%s": the database is unreachable (%s)', consumer.name, exc)
+            message.requeue()
+            connection.close()
+            self.stop.wait(1.0)
+            return
+        except Exception as exc:
+            self.counts["failed"] += 1
+            if not isinstance(exc, DeliveryRefused):
+                logger.exception('consumer "%s": the handler failed', consumer.name)
+            if deliveries >= consumer.max_deliveries:
+                self.dead_letter(message, raw, headers, deliveries, exc)
+            else:
+                logger.warning(
+                    'consumer "%s": message %s failed (delivery %d of %d): %s; delivering it again',
+                    consumer.name,
+                    sender_id or "(no id)",
+                    deliveries,
+                    consumer.max_deliveries,
+                    exc,
+                )
+                self.publish(message, raw, {**headers, DELIVERIES_HEADER: deliveries}, consumer.queue)
+                message.ack()
+            return
+        message.ack()
+        self.counts["handled"] += 1
+        logger.info(
+            'consumer "%s": message %s: %s',
+            consumer.name,
+            sender_id or "(no id)",
+            "a repeat, acknowledged" if outcome.duplicate else f"applied {outcome.applied} action(s)",
+        )
+
+    def dead_letter(self, message: Any, raw: bytes, headers: dict, deliveries: int, error: Exception) -> None:
+        error_text = (
+            f"{getattr(error, 'error_type', type(error).__name__)}: {getattr(error, 'message', error)}"
+        )
+        logger.warning(
+            'consumer "%s": message %s moved to "%s" after %d delivery(ies): %s',
+            self.consumer.name,
+            message.properties.get("message_id") or "(no id)",
+            self.consumer.dead_letter_queue,
+            deliveries,
+            error_text,
+        )
+        dead_headers = {
+            **headers,
+            DELIVERIES_HEADER: deliveries,
+            ERROR_HEADER: error_text[:4000],
+            "x-durable-consumer": self.consumer.name,
+            "x-durable-failed-at": clock.now().isoformat(),
+        }
+        self.publish(message, raw, dead_headers, self.consumer.dead_letter_queue)
+        message.ack()
+        self.counts["dead_lettered"] += 1
+
+    def publish(self, message: Any, raw: bytes, headers: dict, queue: str) -> None:
+        """The message, as it came, to `queue` (persistent, confirmed by the broker)."""
+        self.producer.publish(
+            raw,
+            exchange="",
+            routing_key=queue,
+            headers=headers,
+            content_type=message.content_type or "application/octet-stream",
+            content_encoding=message.content_encoding or "binary",
+            message_id=message.properties.get("message_id"),
+            delivery_mode=2,
+        )
+
+    def save_counts(self) -> None:
+        """Add this loop's counts since the last save to the minute's row."""
+        counts, self.counts = self.counts, Counter()
+        self.counted_at = time.monotonic()
+        if not counts:
+            return
+        try:
+            add_counts(self.consumer.name, counts)
+        except (OperationalError, InterfaceError):
+            self.counts.update(counts)  # kept for the next save
+            connection.close()
+
+
+def add_counts(consumer_name: str, counts: Counter[str]) -> None:
+    from ..models import ConsumerCount
+
+    now = clock.now()
+    minute = now.replace(second=0, microsecond=0)
+    increments = {field: F(field) + counts[field] for field in ("handled", "failed", "dead_lettered")}
+    rows = ConsumerCount.objects.filter(consumer=consumer_name, minute=minute)
+    if rows.update(**increments):
+        return
+    try:
+        with transaction.atomic():
+            ConsumerCount.objects.create(
+                consumer=consumer_name,
+                minute=minute,
+                **{field: counts[field] for field in ("handled", "failed", "dead_lettered")},
+            )
+    except IntegrityError:  # another process of the same consumer made the row just now
+        rows.update(**increments)
+
+
+def _count(value: Any) -> int:
+    try:
+        return max(int(value), 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def run_consumers(consumers: list[Consumer], stop: threading.Event) -> None:
+    """Run each consumer in a thread of this process until `stop` is set
+    (`manage.py workflows consume`)."""
+    threads = [
+        threading.Thread(target=_run_closing_connections, args=(c, stop), name=f"consumer {c.name}")
+        for c in consumers
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(0.5)
+
+
+def _run_closing_connections(consumer: Consumer, stop: StopFlag, parent_pid: int | None = None) -> None:
+    try:
+        ConsumerLoop(consumer, stop, parent_pid=parent_pid).run()
+    finally:
+        connection.close()
