@@ -234,8 +234,8 @@ def test_bad_params_or_id_are_422_naming_the_problem_and_create_nothing(operator
         (b'{"params": "\xff\xfe"}', 400, "MalformedJSON"),  # not UTF-8
         ('{"params": NaN}', 422, "PayloadError"),
         ('{"params": Infinity}', 422, "PayloadError"),
-        ('{"params": ' + "9" * 5000 + "}", 422, "InvalidRequest"),  # more digits than Python converts
-        ('{"params": ' + "[" * 5000 + "]" * 5000 + "}", 422, "InvalidRequest"),
+        ('{"params": ' + "9" * 5000 + "}", 422, "PayloadError"),  # more digits than Python converts
+        ('{"params": ' + "[" * 5000 + "]" * 5000 + "}", 422, "PayloadError"),
         ('{"params": ' + "[" * 150 + "]" * 150 + "}", 422, "PayloadError"),
     ],
 )

@@ -51,6 +51,11 @@ class PayloadError(ValueError):
     """A value is not JSON-serialisable or is larger than DURABLE_MAX_PAYLOAD_BYTES."""
 
 
+class MalformedJSON(PayloadError):
+    """Text that should be JSON and is not: the web answers 400 rather than the 422 of
+    other PayloadErrors."""
+
+
 class PayloadTooLarge(PayloadError):
     """A value (or a request body) is larger than DURABLE_MAX_PAYLOAD_BYTES: the web answers
     413 rather than the 422 of other PayloadErrors."""

@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from .conf import setting
-from .errors import PayloadError, PayloadTooLarge
+from .errors import MalformedJSON, PayloadError, PayloadTooLarge
 from .names import text_problem
 
 MAX_DEPTH = 100
@@ -49,17 +49,22 @@ def to_json_value(value: Any, *, what: str) -> Any:
 
 def parse_json_text(text: str, *, what: str) -> Any:
     """Parse JSON typed by a person or sent by a program, with a clear error."""
+    return to_json_value(load_json_text(text, what=what), what=what)
+
+
+def load_json_text(text: str, *, what: str) -> Any:
+    """The JSON value of `text`, not yet checked: MalformedJSON for text that is not JSON,
+    PayloadError for JSON that Python cannot even hold."""
     try:
-        value = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise PayloadError(
+        raise MalformedJSON(
             f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
     except RecursionError:
         raise PayloadError(f"{what} is nested more than {MAX_DEPTH} levels deep") from None
     except ValueError as exc:  # an integer of more digits than Python will convert
         raise PayloadError(f"{what} is not valid JSON: {exc}") from None
-    return to_json_value(value, what=what)
 
 
 def _first_problem(value: Any) -> tuple[str, str] | None:

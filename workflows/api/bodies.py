@@ -5,16 +5,15 @@ Shared by the API and the webhooks (which also need the raw bytes, for the signa
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 
-from ..errors import PayloadTooLarge
+from ..errors import MalformedJSON, PayloadTooLarge
 from ..names import shown
-from ..payloads import MAX_DEPTH, max_payload_bytes
-from .errors import InvalidRequest, MalformedJSON
+from ..payloads import load_json_text, max_payload_bytes
+from .errors import InvalidRequest
 
 
 def raw_body(request: HttpRequest) -> bytes:
@@ -44,24 +43,15 @@ def _too_large(size: int, limit: int) -> str:
 
 def parse_json(body: bytes) -> Any:
     """The JSON value of `body` (UTF-8); MalformedJSON (400) for what is not JSON, and
-    InvalidRequest (422) for JSON no one could store (nested past the limit, an integer
-    of thousands of digits)."""
+    PayloadError (422) for JSON that Python cannot hold (nested past its recursion limit,
+    an integer of thousands of digits)."""
     if not body.strip():
         raise MalformedJSON("the request body is empty: send a JSON value")
     try:
         text = body.decode()
     except UnicodeDecodeError as exc:
         raise MalformedJSON(f"the request body is not UTF-8: byte {exc.start} is invalid") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise MalformedJSON(
-            f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-    except RecursionError:
-        raise InvalidRequest(f"the request body is nested more than {MAX_DEPTH} levels deep") from None
-    except ValueError as exc:  # an integer of more digits than Python converts
-        raise InvalidRequest(f"the request body has a number that cannot be stored: {exc}") from None
+    return load_json_text(text, what="the request body")
 
 
 def json_object(request: HttpRequest, *, fields: set[str]) -> dict[str, Any]:

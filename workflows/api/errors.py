@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from django.http import JsonResponse
 
-from ..errors import InstanceExists, InstanceNotFound, InvalidState, PayloadTooLarge, WorkflowNotFound
+from ..errors import (
+    InstanceExists,
+    InstanceNotFound,
+    InvalidState,
+    MalformedJSON,
+    PayloadTooLarge,
+    WorkflowNotFound,
+)
 
 
 class ApiError(Exception):
@@ -21,12 +28,6 @@ class ApiError(Exception):
     def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.headers = headers or {}
-
-
-class MalformedJSON(ApiError):
-    """The body is not JSON (or not UTF-8)."""
-
-    status = 400
 
 
 class NotAuthenticated(ApiError):
@@ -60,9 +61,11 @@ class InvalidRequest(ApiError):
     status = 422
 
 
-# The engine's exceptions, by the status they answer. Order matters: InstanceExists and
-# PayloadTooLarge are ValueErrors, which are otherwise 422 (bad params, id, type, duration).
+# The engine's exceptions, by the status they answer. Order matters: InstanceExists,
+# MalformedJSON and PayloadTooLarge are ValueErrors, which are otherwise 422 (bad params,
+# id, type, duration).
 _STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
+    (MalformedJSON, 400),
     (WorkflowNotFound, 404),
     (InstanceNotFound, 404),
     (InstanceExists, 409),

@@ -39,6 +39,13 @@ _INSTANCE_ID = {"name": "instance_id", "in": "path", "required": True, "schema":
 _ANY = {"description": "Any JSON value"}
 _TIMESTAMP = {"type": "string", "format": "date-time"}
 _NULLABLE_TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}
+_SUMMARY = {
+    "id": {"type": "string"},
+    "workflow": {"type": "string"},
+    "status": {"type": "string", "enum": Status.values},
+    "created_at": _TIMESTAMP,
+    "updated_at": _TIMESTAMP,
+}
 
 _SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -52,16 +59,7 @@ _SCHEMAS: dict[str, Any] = {
             }
         },
     },
-    "InstanceSummary": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "string"},
-            "workflow": {"type": "string"},
-            "status": {"type": "string", "enum": Status.values},
-            "created_at": _TIMESTAMP,
-            "updated_at": _TIMESTAMP,
-        },
-    },
+    "InstanceSummary": {"type": "object", "properties": _SUMMARY},
     "Step": {
         "type": "object",
         "properties": {
@@ -78,9 +76,7 @@ _SCHEMAS: dict[str, Any] = {
     "Instance": {
         "type": "object",
         "properties": {
-            "id": {"type": "string"},
-            "workflow": {"type": "string"},
-            "status": {"type": "string", "enum": Status.values},
+            **_SUMMARY,
             "params": _ANY,
             "output": _ANY,
             "error": {
@@ -88,8 +84,6 @@ _SCHEMAS: dict[str, Any] = {
                 "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
             },
             "parent_id": {"type": ["string", "null"]},
-            "created_at": _TIMESTAMP,
-            "updated_at": _TIMESTAMP,
             "finished_at": _NULLABLE_TIMESTAMP,
             "steps": {"type": "array", "items": _ref("Step")},
         },
