@@ -14,7 +14,7 @@ from . import clock
 from .definition import registered_workflows
 from .errors import InstanceNotFound
 from .models import Event, Instance, Schedule, Status, Step, StepKind
-from .names import is_instance_id
+from .names import is_instance_id, shown
 from .schedules import instance_id, next_due, scheduled
 
 
@@ -84,6 +84,18 @@ def list_instances(
     """Newest first (the first page of the console's list, with these filters)."""
     filters = InstanceFilters(workflow=workflow or "", status=status or "")
     return instance_page(filters=filters, size=limit).rows
+
+
+def parse_page_size(text: str, *, maximum: int) -> int:
+    """How many rows a listing should show, given as text (a command-line option, a query
+    parameter): a whole number from 1 to `maximum`, else ValueError."""
+    try:
+        size = int(text)
+    except ValueError:  # not a number, or more digits than Python converts
+        size = 0
+    if not 1 <= size <= maximum:
+        raise ValueError(f"must be a whole number from 1 to {maximum:,}, got {shown(text)}")
+    return size
 
 
 # --- the console ----------------------------------------------------------------------

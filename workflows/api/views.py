@@ -128,15 +128,10 @@ def instance_list(request: HttpRequest) -> HttpResponse:
 
 
 def _page_size(text: str | None) -> int:
-    if not text:
-        return DEFAULT_PAGE_SIZE
     try:
-        size = int(text)
-    except ValueError:  # not a number, or more digits than Python converts
-        size = 0
-    if not 1 <= size <= MAX_PAGE_SIZE:
-        raise InvalidRequest(f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}, got {shown(text)}")
-    return size
+        return selectors.parse_page_size(text, maximum=MAX_PAGE_SIZE) if text else DEFAULT_PAGE_SIZE
+    except ValueError as exc:
+        raise InvalidRequest(f"limit {exc}") from None
 
 
 # The console's keyset cursor ("created_at|id"), wrapped so that clients treat it as opaque.
