@@ -36,12 +36,9 @@ MAX_LIST_LIMIT = 10_000
 
 def _list_limit(text: str) -> int:
     try:
-        value = int(text)
-    except ValueError:  # not a number, or more digits than Python converts
-        value = 0
-    if not 1 <= value <= MAX_LIST_LIMIT:
-        raise ArgumentTypeError(f"must be a whole number from 1 to {MAX_LIST_LIMIT:,}, got {_shown(text)}")
-    return value
+        return selectors.parse_page_size(text, maximum=MAX_LIST_LIMIT)
+    except ValueError as exc:
+        raise ArgumentTypeError(str(exc)) from None
 
 
 def _text(text: str) -> str:
