@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
-from . import metrics, selectors, services
+from . import gantt, metrics, selectors, services
 from .api.auth import authenticate, authorize
 from .api.errors import ApiError, response_for
 from .clock import now
@@ -172,6 +172,7 @@ def _detail_context(request: HttpRequest, instance: Instance, **extra: object) -
         "nav": "instances",
         "instance": instance,
         "timeline": timeline,
+        "gantt": gantt.build(instance=instance, steps=timeline.steps, now=now()),
         "age": (instance.finished_at or now()) - instance.created_at,
         "can_operate": can_operate,
         "actions": [action.value for action in Action if instance.allows(action)] if can_operate else [],
@@ -185,12 +186,14 @@ def _detail_context(request: HttpRequest, instance: Instance, **extra: object) -
 def instance_detail(request: HttpRequest, instance_id: str) -> HttpResponse:
     instance = _instance_or_404(instance_id)
     context = _detail_context(request, instance)
-    age = context.pop("age")
-    live = _Polled(request, "workflows/_instance_live.html", context, age=age)
+    # The age ticks and the chart's open bars grow with the clock: they alone do not make
+    # a poll's answer new (the chart is redrawn whenever a step changes).
+    volatile = {"age": context.pop("age"), "gantt": context.pop("gantt")}
+    live = _Polled(request, "workflows/_instance_live.html", context, **volatile)
     if HtmxDetails(request).target == "instance-live":
         return live.response()
     return render(
-        request, "workflows/instance_detail.html", {**context, "age": age, "seen": live.fingerprint}
+        request, "workflows/instance_detail.html", {**context, **volatile, "seen": live.fingerprint}
     )
 
 
