@@ -241,3 +241,11 @@ def test_five_hundred_steps_draw_five_hundred_rows_in_one_scrolling_chart(viewer
     html = viewer.get(reverse("workflows:instance_detail", args=["many-1"])).content.decode()
     assert html.count('class="row do succeeded"') == 500
     assert 'class="gantt-scroll" tabindex="0" role="region"' in html
+
+
+def test_the_template_comments_of_the_live_parts_are_not_shown_on_the_page(viewer):
+    workflows.create("gantt-test-mixed", id="mixed-9")
+    run_until_idle()
+    html = viewer.get(reverse("workflows:instance_detail", args=["mixed-9"])).content.decode()
+    assert "{#" not in html and "#}" not in html
+    assert "{#" not in viewer.get(reverse("workflows:instance_list")).content.decode()
