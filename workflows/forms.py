@@ -8,6 +8,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 
+from .api.tokens import MAX_TOKEN_NAME
 from .definition import registered_workflows
 from .errors import PayloadError
 from .models import Action, Status
@@ -134,3 +135,11 @@ class _IdListField(forms.Field):
 class BulkActionForm(forms.Form):
     action = forms.ChoiceField(choices=[(action.value, action.label) for action in BULK_ACTIONS])
     ids = _IdListField(error_messages={"required": "Select at least one instance."})
+
+
+class CreateTokenForm(forms.Form):
+    name = forms.CharField(
+        required=False,
+        max_length=MAX_TOKEN_NAME,
+        label="Name (optional: what uses it, e.g. billing-cron)",
+    )

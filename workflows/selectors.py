@@ -13,7 +13,7 @@ from django.db.models.functions import Cast
 from . import clock
 from .definition import registered_workflows
 from .errors import InstanceNotFound
-from .models import Event, Instance, Schedule, Status, Step, StepKind
+from .models import ApiToken, Event, Instance, Schedule, Status, Step, StepKind
 from .names import is_instance_id, shown
 from .schedules import instance_id, next_due, scheduled
 
@@ -273,3 +273,8 @@ def parent_of(*, instance_id: str) -> str | None:
     """The parent's id of a child instance; None for an instance nobody started."""
     parent = get_instance(instance_id=instance_id).parent_id
     return parent or None
+
+
+def api_tokens_of(*, user: Any) -> list[ApiToken]:
+    """The user's own API tokens, newest first (the secret itself is never stored)."""
+    return list(ApiToken.objects.filter(user=user).order_by("-created_at", "-id"))

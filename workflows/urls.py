@@ -14,5 +14,7 @@ urlpatterns = [
     path("instances/<str:instance_id>/events/", views.send_event, name="send_event"),
     path("instances/<str:instance_id>/<str:action>/", views.instance_action, name="instance_action"),
     path("workflows/", views.workflow_list, name="workflow_list"),
+    path("tokens/", views.token_list, name="token_list"),
+    path("tokens/revoke/", views.token_revoke, name="token_revoke"),
     path("metrics", views.metrics_view, name="metrics"),
 ]

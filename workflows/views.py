@@ -23,13 +23,22 @@ from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
 from . import gantt, metrics, selectors, services
+from .api import tokens
 from .api.auth import authenticate, authorize
 from .api.errors import ApiError, response_for
 from .clock import now
 from .errors import InstanceExists, InstanceNotFound, InvalidState, WorkflowNotFound
-from .forms import BULK_ACTIONS, BulkActionForm, CreateInstanceForm, InstanceFilterForm, SendEventForm
+from .forms import (
+    BULK_ACTIONS,
+    BulkActionForm,
+    CreateInstanceForm,
+    CreateTokenForm,
+    InstanceFilterForm,
+    SendEventForm,
+)
 from .ingress.selectors import consumer_rows
 from .models import Action, Instance, Status
+from .names import shown
 from .roles import OPERATE_PERMISSION, VIEW_PERMISSION
 
 
@@ -280,6 +289,53 @@ def workflow_list(request: HttpRequest) -> HttpResponse:
             "can_operate": request.user.has_perm(OPERATE_PERMISSION),
         },
     )
+
+
+# --- API tokens ---------------------------------------------------------------------------
+
+
+@login_required
+def token_list(request: HttpRequest) -> HttpResponse:
+    """A signed-in user's own API tokens; a POST creates one, shown on this answer only."""
+    form, created, status = CreateTokenForm(), None, 200
+    if request.method == "POST":
+        form = CreateTokenForm(request.POST)
+        if form.is_valid():
+            try:
+                row, secret = tokens.create_token(
+                    username=request.user.get_username(), name=form.cleaned_data["name"] or None
+                )
+            except ValueError as exc:
+                form.add_error("name", str(exc))
+            else:
+                created, form = {"name": row.name, "secret": secret}, CreateTokenForm()
+        status = 200 if created else 422
+    response = render(
+        request,
+        "workflows/token_list.html",
+        {
+            "nav": "tokens",
+            "form": form,
+            "created": created,
+            "tokens": selectors.api_tokens_of(user=request.user),
+        },
+        status=status,
+    )
+    response["Cache-Control"] = "no-store"  # the new token is on this page: keep it out of caches
+    return response
+
+
+@login_required
+@require_POST
+def token_revoke(request: HttpRequest) -> HttpResponse:
+    name = request.POST.get("name", "")
+    # Only one's own: another user's token is answered as if it did not exist.
+    if name in {token.name for token in selectors.api_tokens_of(user=request.user)}:
+        tokens.revoke_token(name=name)
+        messages.success(request, f'Token "{name}" revoked: requests presenting it are refused from now on.')
+    else:
+        messages.error(request, f"You have no token named {shown(name)}.")
+    return _redirect(request, reverse("workflows:token_list"))
 
 
 # --- metrics (Prometheus) ----------------------------------------------------------------
