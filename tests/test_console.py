@@ -569,9 +569,9 @@ def test_the_workflows_page_shows_counts_and_failure_rate(viewer):
 def test_search_is_answered_from_trigram_indexes_on_postgresql():
     from django.db import connection
 
-    from workflows.selectors import InstanceFilters, _filtered
+    from workflows.selectors import InstanceFilters, filtered_instances
 
-    query = _filtered(InstanceFilters(search="acme")).values("id")
+    query = filtered_instances(InstanceFilters(search="acme")).values("id")
     sql, params = query.query.sql_with_params()
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")

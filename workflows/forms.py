@@ -7,6 +7,7 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.http import QueryDict
 
 from .api.tokens import MAX_TOKEN_NAME
 from .definition import registered_workflows
@@ -143,3 +144,32 @@ class CreateTokenForm(forms.Form):
         max_length=MAX_TOKEN_NAME,
         label="Name (optional: what uses it, e.g. billing-cron)",
     )
+
+
+class BulkFilterForm(forms.Form):
+    """A bulk action on everything a filter of the instances list matches, batch by batch:
+    the filter travels as the list's query string; the counts carry the progress so far."""
+
+    action = forms.ChoiceField(choices=[(action.value, action.label) for action in BULK_ACTIONS])
+    query = forms.CharField(required=False, max_length=2000)
+    after = forms.CharField(required=False)
+    total = forms.IntegerField(required=False, min_value=0)
+    done = forms.IntegerField(required=False, min_value=0)
+    refused = forms.IntegerField(required=False, min_value=0)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        self.filter_form = InstanceFilterForm(QueryDict(data.get("query") or ""))
+        if not self.filter_form.is_valid():
+            raise forms.ValidationError("The filter is not valid: correct it in the list first.")
+        if data.get("after"):
+            try:
+                decode_cursor(data["after"])
+            except ValueError:
+                raise forms.ValidationError(
+                    "The batch cursor is broken: start the bulk action again."
+                ) from None
+        return data
+
+    def filters(self) -> InstanceFilters:
+        return self.filter_form.filters()

@@ -120,7 +120,8 @@ class InstancePage:
     next_cursor: str | None  # pass back as `after` for the next (older) page
 
 
-def _filtered(filters: InstanceFilters, *, with_status: bool = True) -> QuerySet[Instance]:
+def filtered_instances(filters: InstanceFilters, *, with_status: bool = True) -> QuerySet[Instance]:
+    """The instances the console's filters match (unordered)."""
     rows = Instance.objects.all()
     if filters.workflow:
         rows = rows.filter(workflow=filters.workflow)
@@ -140,7 +141,9 @@ def _filtered(filters: InstanceFilters, *, with_status: bool = True) -> QuerySet
 def status_counts(*, filters: InstanceFilters) -> dict[str, int]:
     """How many instances have each status, under every filter but the status one."""
     counts = dict.fromkeys(Status.values, 0)
-    grouped = _filtered(filters, with_status=False).order_by().values("status").annotate(n=Count("pk"))
+    grouped = (
+        filtered_instances(filters, with_status=False).order_by().values("status").annotate(n=Count("pk"))
+    )
     for row in grouped:
         counts[row["status"]] = row["n"]
     return counts
@@ -163,16 +166,24 @@ def instance_page(
     *, filters: InstanceFilters, after: str | None = None, size: int = PAGE_SIZE
 ) -> InstancePage:
     """Newest first, by keyset: a page costs the same however deep it is."""
-    rows = _filtered(filters).order_by(_newest_first_key(filters), "-id")
+    rows = newest_first(filtered_instances(filters), filters=filters, after=after)
+    page = list(rows.defer("output", "error_traceback")[: size + 1])
+    more = len(page) > size
+    page = page[:size]
+    return InstancePage(rows=page, next_cursor=encode_cursor(page[-1]) if more else None)
+
+
+def newest_first(
+    rows: QuerySet[Instance], *, filters: InstanceFilters, after: str | None
+) -> QuerySet[Instance]:
+    """`rows` newest first, from just after the `after` cursor (a page or a bulk batch)."""
+    rows = rows.order_by(_newest_first_key(filters), "-id")
     if after:
         created, instance_id = decode_cursor(after)
         # (created_at, id) < (created, instance_id), written so that the index on
         # (-created_at, -id) gets a range to start from (a bare OR makes it scan and filter).
         rows = rows.filter(Q(created_at__lte=created), Q(created_at__lt=created) | Q(id__lt=instance_id))
-    page = list(rows.defer("output", "error_traceback")[: size + 1])
-    more = len(page) > size
-    page = page[:size]
-    return InstancePage(rows=page, next_cursor=encode_cursor(page[-1]) if more else None)
+    return rows
 
 
 def _newest_first_key(filters: InstanceFilters) -> OrderBy:

@@ -10,6 +10,7 @@ urlpatterns = [
     path("", views.instance_list, name="instance_list"),
     path("start/", views.instance_create, name="instance_create"),
     path("bulk/", views.bulk_action, name="bulk_action"),
+    path("bulk/all/", views.bulk_all, name="bulk_all"),
     path("instances/<str:instance_id>/", views.instance_detail, name="instance_detail"),
     path("instances/<str:instance_id>/events/", views.send_event, name="send_event"),
     path("instances/<str:instance_id>/<str:action>/", views.instance_action, name="instance_action"),

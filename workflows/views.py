@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
-from . import gantt, metrics, selectors, services
+from . import bulk, gantt, metrics, selectors, services
 from .api import tokens
 from .api.auth import authenticate, authorize
 from .api.errors import ApiError, response_for
@@ -31,6 +31,7 @@ from .errors import InstanceExists, InstanceNotFound, InvalidState, WorkflowNotF
 from .forms import (
     BULK_ACTIONS,
     BulkActionForm,
+    BulkFilterForm,
     CreateInstanceForm,
     CreateTokenForm,
     InstanceFilterForm,
@@ -85,6 +86,7 @@ def instance_list(request: HttpRequest) -> HttpResponse:
         "first_url": _with(request.GET, after=None) if request.GET.get("after") else None,
         "can_operate": request.user.has_perm(OPERATE_PERMISSION),
         "bulk_actions": BULK_ACTIONS,
+        "filter_query": _with(request.GET, after=None)[1:],  # the filter, without the page
     }
     # The rows alone, and the counts beside them (swapped out of band).
     rows = _Polled(request, "workflows/_instance_rows.html", {**context, "partial": True})
@@ -162,6 +164,34 @@ def bulk_action(request: HttpRequest) -> HttpResponse:
     for reason in refused:
         messages.error(request, reason)
     return _redirect(request, back)
+
+
+@login_required
+@permission_required(OPERATE_PERMISSION, raise_exception=True)
+def bulk_all(request: HttpRequest) -> HttpResponse:
+    """A bulk action on everything the list's filter matches. GET: how many it would
+    change, and the confirmation. POST: the next batch, and the progress so far; under
+    htmx the answer posts the next batch as soon as it is shown, until none is left."""
+    form = BulkFilterForm(request.POST if request.method == "POST" else request.GET)
+    context: dict = {"nav": "instances", "form": form, "batch_size": bulk.BATCH_SIZE}
+    if not form.is_valid():
+        context["problem"] = " ".join(" ".join(errors) for errors in form.errors.values())
+    elif request.method != "POST":
+        context["total"] = bulk.preview_count(filters=form.filters(), action=form.cleaned_data["action"])
+    else:
+        data = form.cleaned_data
+        batch = bulk.run_batch(filters=form.filters(), action=data["action"], after=data["after"] or None)
+        done, refused = (data["done"] or 0) + batch.done, (data["refused"] or 0) + len(batch.refused)
+        context |= {
+            "running": True,
+            "batch": batch,
+            "done": done,
+            "refused": refused,
+            # Instances that came to match after the preview are counted in, not above 100 %.
+            "total": max(data["total"] or 0, done + refused),
+        }
+    template = "workflows/_bulk_all.html" if HtmxDetails(request) else "workflows/bulk_all.html"
+    return render(request, template, context, status=422 if "problem" in context else 200)
 
 
 # --- one instance ---------------------------------------------------------------------
