@@ -243,6 +243,8 @@ class Schedule(models.Model):
 
     workflow = models.CharField(primary_key=True, max_length=200)
     last_due = models.DateTimeField()
+    # Paused: its due times pass without starting; resumed, only the next one starts.
+    paused = models.BooleanField(default=False)
 
     def __str__(self) -> str:
         return f"{self.workflow} (last due {self.last_due:%Y-%m-%d %H:%M}Z)"
