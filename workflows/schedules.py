@@ -7,7 +7,8 @@ was earlier), in the transaction that creates the instance, whose id names the d
 (`nightly-billing@2026-12-01T03:00Z`): a second claim changes nothing, and a second
 create would be refused. Only the latest due time counts: times missed while no cluster
 ran are not replayed one by one, and a schedule seen for the first time starts at its
-next due time, not at once.
+next due time, not at once. A paused schedule starts none of its due times; resumed, it
+starts at its next due time (the ones that passed while it was paused are not caught up).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .creation import create_one
 from .definition import registered_workflows, workflow_options
 from .errors import InstanceExists
 from .models import Schedule
+from .names import shown
 
 # Per process: the due time each schedule was last looked at, so a tick costs no query
 # until a schedule's next due time comes.
@@ -70,8 +72,8 @@ def _start_once(name: str, due: datetime) -> int:
         row, created = Schedule.objects.get_or_create(workflow=name, defaults={"last_due": due})
         if created:
             return 0  # first seen: it starts at its next due time
-        if not Schedule.objects.filter(workflow=name, last_due__lt=due).update(last_due=due):
-            return 0  # started by another timer, or not due yet
+        if not Schedule.objects.filter(workflow=name, last_due__lt=due, paused=False).update(last_due=due):
+            return 0  # started by another timer, not due yet, or paused
         try:
             create_one(
                 workflow=name,
@@ -81,3 +83,37 @@ def _start_once(name: str, due: datetime) -> int:
         except InstanceExists:
             return 0
     return 1
+
+
+def _expression(name: str) -> str:
+    expression = scheduled().get(name)
+    if expression is None:
+        raise ValueError(f"no scheduled workflow named {shown(name)}: see `workflows schedules`")
+    return expression
+
+
+def pause_schedule(*, workflow: str, now: datetime | None = None) -> Schedule:
+    """Stop starting the scheduled `workflow` at its due times (until resume_schedule)."""
+    expression = _expression(workflow)
+    with transaction.atomic():
+        row, _ = Schedule.objects.select_for_update().get_or_create(
+            workflow=workflow, defaults={"last_due": latest_due(expression, now or clock.now())}
+        )
+        row.paused = True
+        row.save(update_fields=["paused"])
+    return row
+
+
+def resume_schedule(*, workflow: str, now: datetime | None = None) -> Schedule:
+    """Start the scheduled `workflow` again from its next due time: the due times that
+    passed while it was paused are not started."""
+    expression = _expression(workflow)
+    now = now or clock.now()
+    with transaction.atomic():
+        row, _ = Schedule.objects.select_for_update().get_or_create(
+            workflow=workflow, defaults={"last_due": latest_due(expression, now)}
+        )
+        row.paused = False
+        row.last_due = max(row.last_due, latest_due(expression, now))
+        row.save(update_fields=["paused", "last_due"])
+    return row

@@ -10,7 +10,7 @@ from django.db import connection
 from django.db.models import Count, F, Func, OrderBy, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 
-from . import clock
+from . import clock, concurrency
 from .definition import registered_workflows
 from .errors import InstanceNotFound
 from .models import ApiToken, Event, Instance, Schedule, Status, Step, StepKind
@@ -260,12 +260,14 @@ class ScheduleRow:
     expression: str
     next_due: datetime
     last_started: str  # the instance id of the last due time started, or "-"
+    paused: bool = False  # its due times pass without starting
 
 
 def schedules(*, now: datetime | None = None) -> list[ScheduleRow]:
     """Each scheduled workflow with its cron expression and next due time."""
     now = now or clock.now()
     last = dict(Schedule.objects.values_list("workflow", "last_due"))
+    paused = set(Schedule.objects.filter(paused=True).values_list("workflow", flat=True))
     started = set(
         Instance.objects.filter(id__in=[instance_id(name, due) for name, due in last.items()]).values_list(
             "id", flat=True
@@ -274,9 +276,8 @@ def schedules(*, now: datetime | None = None) -> list[ScheduleRow]:
     rows = []
     for name, expression in sorted(scheduled().items()):
         last_id = instance_id(name, last[name]) if name in last else None
-        rows.append(
-            ScheduleRow(name, expression, next_due(expression, now), last_id if last_id in started else "-")
-        )
+        last_started = last_id if last_id in started else "-"
+        rows.append(ScheduleRow(name, expression, next_due(expression, now), last_started, name in paused))
     return rows
 
 
@@ -289,3 +290,28 @@ def parent_of(*, instance_id: str) -> str | None:
 def api_tokens_of(*, user: Any) -> list[ApiToken]:
     """The user's own API tokens, newest first (the secret itself is never stored)."""
     return list(ApiToken.objects.filter(user=user).order_by("-created_at", "-id"))
+
+
+def mark_queued_behind_limit(instances: list[Instance]) -> None:
+    """Set `.behind_limit` on each of `instances`: why it is still queued when it waits for
+    a slot of its workflow's concurrency limit (as many of its group run as the limit
+    allows), else None."""
+    limits = concurrency.limited()
+    groups = {
+        (instance.workflow, instance.concurrency_key)
+        for instance in instances
+        if instance.status == Status.QUEUED and instance.workflow in limits
+    }
+    full = {}
+    for workflow, key in groups:
+        running = Instance.objects.filter(
+            workflow=workflow, concurrency_key=key, status=Status.RUNNING
+        ).count()
+        if running >= limits[workflow]:
+            within = f' of key "{key}"' if key else ""
+            full[workflow, key] = (
+                f"behind the concurrency limit: {running} of {limits[workflow]} running{within}"
+            )
+    for instance in instances:
+        group = (instance.workflow, instance.concurrency_key)
+        instance.behind_limit = full.get(group) if instance.status == Status.QUEUED else None

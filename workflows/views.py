@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
-from . import bulk, gantt, metrics, selectors, services
+from . import bulk, gantt, metrics, schedules, selectors, services
 from .api import tokens
 from .api.auth import authenticate, authorize
 from .api.errors import ApiError, response_for
@@ -72,6 +72,7 @@ def instance_list(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         filters = form.filters()
         page = selectors.instance_page(filters=filters, after=form.cleaned_data["after"] or None)
+        selectors.mark_queued_behind_limit(page.rows)
         counts = selectors.status_counts(filters=filters)
     else:
         page, counts = selectors.InstancePage(rows=[], next_cursor=None), {}
@@ -206,6 +207,7 @@ def _instance_or_404(instance_id: str) -> Instance:
 
 def _detail_context(request: HttpRequest, instance: Instance, **extra: object) -> dict:
     timeline = selectors.instance_timeline(instance=instance)
+    selectors.mark_queued_behind_limit([instance])
     can_operate = request.user.has_perm(OPERATE_PERMISSION)
     return {
         "nav": "instances",
@@ -255,6 +257,19 @@ def instance_action(request: HttpRequest, instance_id: str, action: str) -> Http
     else:
         messages.success(request, f"{action}: instance is now {instance.status}.")
     return _redirect(request, _instance_url(instance_id))
+
+
+@_operator
+def instance_delete(request: HttpRequest, instance_id: str) -> HttpResponse:
+    try:
+        services.delete_instance(instance_id=instance_id)
+    except InstanceNotFound as exc:
+        raise Http404(str(exc)) from None
+    except InvalidState as exc:
+        messages.error(request, str(exc))
+        return _redirect(request, _instance_url(instance_id))
+    messages.success(request, f"Deleted instance {instance_id}, with its steps and events.")
+    return _redirect(request, reverse("workflows:instance_list"))
 
 
 @_operator
@@ -315,10 +330,31 @@ def workflow_list(request: HttpRequest) -> HttpResponse:
             "nav": "workflows",
             "workflows": selectors.workflow_stats(),
             "statuses": Status.values,
+            "schedules": selectors.schedules(),
             "consumers": consumer_rows(),
             "can_operate": request.user.has_perm(OPERATE_PERMISSION),
         },
     )
+
+
+@_operator
+def schedule_action(request: HttpRequest) -> HttpResponse:
+    """Pause or resume a scheduled workflow (POST workflow=name, action=pause|resume)."""
+    change = {"pause": schedules.pause_schedule, "resume": schedules.resume_schedule}.get(
+        request.POST.get("action", "")
+    )
+    name = request.POST.get("workflow", "")
+    if change is None:
+        messages.error(request, "Choose pause or resume.")
+    else:
+        try:
+            row = change(workflow=name)
+        except ValueError as exc:
+            messages.error(request, str(exc))
+        else:
+            state = "paused: its due times pass without starting" if row.paused else "resumed"
+            messages.success(request, f"Schedule of {name} {state}.")
+    return _redirect(request, reverse("workflows:workflow_list") + "#schedules")
 
 
 # --- API tokens ---------------------------------------------------------------------------

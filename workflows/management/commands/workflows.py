@@ -234,7 +234,12 @@ class Command(BaseCommand):
         self._table(
             ("WORKFLOW", "SCHEDULE (UTC)", "NEXT DUE", "LAST STARTED"),
             [
-                (row.workflow, row.expression, f"{row.next_due:%Y-%m-%dT%H:%MZ}", row.last_started)
+                (
+                    row.workflow,
+                    row.expression,
+                    "paused" if row.paused else f"{row.next_due:%Y-%m-%dT%H:%MZ}",
+                    row.last_started,
+                )
                 for row in rows
             ],
         )
