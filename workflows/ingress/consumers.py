@@ -15,7 +15,7 @@ from typing import Any
 
 from django.core import checks
 
-from .registry import Handler, Registry, setting_value
+from .registry import Handler, Registry, setting_value, unset_setting_warnings
 
 DEFAULT_MAX_DELIVERIES = 5
 
@@ -82,11 +82,7 @@ def registered_consumers() -> list[Consumer]:
 
 
 def get_consumer(name: str) -> Consumer:
-    found = _consumers.get(name)
-    if found is None:
-        known = ", ".join(_consumers.names()) or "none"
-        raise LookupError(f'no consumer named "{name}" is registered (known: {known})')
-    return found
+    return _consumers.get(name)
 
 
 def unregister_consumer(name: str) -> None:
@@ -105,13 +101,11 @@ def consumers_enabled() -> bool:
 
 @checks.register()
 def check_consumer_brokers(app_configs: Any = None, **kwargs: Any) -> list:
-    return [
-        checks.Warning(
-            f'consumer "{found.name}" has no broker: {found.broker_setting} is neither a setting nor an '
-            "environment variable, so it does not run.",
-            hint=f"Set {found.broker_setting} to the broker's URL (amqp://user:password@host:5672//).",
-            id="workflows.W102",
-        )
-        for found in registered_consumers()
-        if found.broker_url() is None
-    ]
+    return unset_setting_warnings(
+        "consumer",
+        [(c.name, c.broker_setting) for c in registered_consumers() if c.broker_url() is None],
+        lacks="broker",
+        effect="does not run",
+        hint="the broker's URL (amqp://user:password@host:5672//)",
+        check_id="workflows.W102",
+    )

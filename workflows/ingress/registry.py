@@ -30,6 +30,24 @@ def setting_value(name: str) -> str | None:
     return str(value) if value else None
 
 
+def unset_setting_warnings(
+    kind: str, unset: list[tuple[str, str]], *, lacks: str, effect: str, hint: str, check_id: str
+) -> list:
+    """System-check warnings for the (name, setting) of each registered `kind` whose
+    setting is unset: `f'{kind} "{name}" has no {lacks}: ... so it {effect}.'`."""
+    from django.core import checks
+
+    return [
+        checks.Warning(
+            f'{kind} "{name}" has no {lacks}: {setting} is neither a setting nor an environment '
+            f"variable, so it {effect}.",
+            hint=f"Set {setting} to {hint}.",
+            id=check_id,
+        )
+        for name, setting in unset
+    ]
+
+
 class Registry(Generic[Entry]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -46,8 +64,13 @@ class Registry(Generic[Entry]):
         # The same function imported twice (module reloaded) simply replaces itself.
         self._entries[entry.name] = entry
 
-    def get(self, name: str) -> Entry | None:
-        return self._entries.get(name)
+    def get(self, name: str, *, missing: type[LookupError] = LookupError) -> Entry:
+        """The entry registered as `name`; raises `missing` naming the ones there are."""
+        entry = self._entries.get(name)
+        if entry is None:
+            known = ", ".join(self.names()) or "none"
+            raise missing(f'no {self.kind} named "{name}" is registered (known: {known})')
+        return entry
 
     def names(self) -> list[str]:
         return sorted(self._entries)

@@ -21,7 +21,7 @@ from django.core import checks
 
 from .actions import Outcome, handle_delivery
 from .body import check_size, parse_body
-from .registry import Handler, Registry, setting_value
+from .registry import Handler, Registry, setting_value, unset_setting_warnings
 
 SIGNATURE_HEADER = "X-Durable-Signature"
 DELIVERY_HEADER = "X-Durable-Delivery"
@@ -79,11 +79,7 @@ def registered_webhooks() -> list[Webhook]:
 
 
 def get_webhook(name: str) -> Webhook:
-    hook = _webhooks.get(name)
-    if hook is None:
-        known = ", ".join(_webhooks.names()) or "none"
-        raise WebhookNotFound(f'no webhook named "{name}" is registered (known: {known})')
-    return hook
+    return _webhooks.get(name, missing=WebhookNotFound)
 
 
 def unregister_webhook(name: str) -> None:
@@ -152,13 +148,11 @@ def receive(name: str, *, raw_body: bytes, headers: Mapping[str, str], now: floa
 
 @checks.register()
 def check_webhook_secrets(app_configs: Any = None, **kwargs: Any) -> list:
-    return [
-        checks.Warning(
-            f'webhook "{hook.name}" has no secret: {hook.secret_setting} is neither a setting nor an '
-            "environment variable, so it refuses every delivery.",
-            hint=f"Set {hook.secret_setting} to a long random string shared with the sender.",
-            id="workflows.W101",
-        )
-        for hook in registered_webhooks()
-        if hook.secret() is None
-    ]
+    return unset_setting_warnings(
+        "webhook",
+        [(hook.name, hook.secret_setting) for hook in registered_webhooks() if hook.secret() is None],
+        lacks="secret",
+        effect="refuses every delivery",
+        hint="a long random string shared with the sender",
+        check_id="workflows.W101",
+    )
