@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
-from . import bulk, gantt, metrics, schedules, selectors, services
+from . import bulk, charts, gantt, metrics, schedules, selectors, services
 from .api import tokens
 from .api.auth import authenticate, authorize
 from .api.errors import ApiError, response_for
@@ -323,11 +323,17 @@ def instance_create(request: HttpRequest) -> HttpResponse:
 @_viewer
 @require_GET
 def workflow_list(request: HttpRequest) -> HttpResponse:
+    window = request.GET.get("window", "24h")
+    if window not in charts.WINDOWS:
+        messages.error(request, f"No window {shown(window)}: showing the last 24 hours (or choose 7d).")
+        window = "24h"
     return render(
         request,
         "workflows/workflow_list.html",
         {
             "nav": "workflows",
+            "window": window,
+            "health": charts.health(window=window, now=now()),
             "workflows": selectors.workflow_stats(),
             "statuses": Status.values,
             "schedules": selectors.schedules(),

@@ -1,0 +1,236 @@
+"""The workflows page's charts: each workflow's health over the last 24 hours or 7 days.
+
+Every figure is a SQL aggregate over the window, grouped by workflow (and by hour), so
+that one query answers for all the workflows at once and the page costs the same however
+many instances the window holds beyond it (bench/charts_bench.py: 1,000,000 instances on
+PostgreSQL). The percentiles are PostgreSQL's `percentile_cont`; SQLite has no such
+aggregate, so there they are taken in Python from the window's durations (a SQLite
+deployment is small).
+
+- started, completed and errored instances per hour (by creation time; by end time);
+- p50 and p95 of the time instances took from creation to their end, per hour;
+- compute time (the attempts' durations added up) against wall time (creation to end)
+  of the instances that ended in the window: what they cost against how long they took;
+- the slowest steps (mean attempt duration) and the most failing ones (failed attempts).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from django.db import connection
+from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Q, Sum
+from django.db.models.functions import TruncHour
+
+from .models import Instance, Status, StepRun
+
+WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
+TOP_STEPS = 5
+BAR_PITCH = 10
+CHART_HEIGHT = 60
+
+
+@dataclass
+class Hour:
+    start: datetime
+    started: int = 0
+    completed: int = 0
+    errored: int = 0
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class StepFigure:
+    name: str
+    attempts: int
+    failed: int
+    mean_ms: float
+
+
+@dataclass
+class WorkflowHealth:
+    workflow: str
+    hours: list[Hour]
+    compute_ms: float = 0.0
+    wall_ms: float = 0.0
+    slowest: list[StepFigure] = field(default_factory=list)
+    failing: list[StepFigure] = field(default_factory=list)
+
+    @property
+    def started(self) -> int:
+        return sum(hour.started for hour in self.hours)
+
+    @property
+    def completed(self) -> int:
+        return sum(hour.completed for hour in self.hours)
+
+    @property
+    def errored(self) -> int:
+        return sum(hour.errored for hour in self.hours)
+
+    @property
+    def compute_percent(self) -> float:
+        return 100 * self.compute_ms / self.wall_ms if self.wall_ms else 0.0
+
+    # Geometry for the template's SVGs: a viewBox CHART_HEIGHT high, BAR_PITCH per hour.
+
+    @property
+    def width(self) -> int:
+        return BAR_PITCH * len(self.hours)
+
+    @property
+    def peak(self) -> int:
+        return max([1, *(max(hour.started, hour.completed + hour.errored) for hour in self.hours)])
+
+    def throughput_bars(self) -> list[dict]:
+        """Per hour: started as a thin pale bar, completed and errored stacked beside it."""
+        scale = CHART_HEIGHT / self.peak
+        bars = []
+        for n, hour in enumerate(self.hours):
+            x = n * BAR_PITCH
+            completed, errored = hour.completed * scale, hour.errored * scale
+            bars.append(
+                {
+                    "hour": hour,
+                    "x": x,
+                    "started_y": CHART_HEIGHT - hour.started * scale,
+                    "started_h": hour.started * scale,
+                    "completed_y": CHART_HEIGHT - completed,
+                    "completed_h": completed,
+                    "errored_y": CHART_HEIGHT - completed - errored,
+                    "errored_h": errored,
+                }
+            )
+        return bars
+
+    @property
+    def slowest_p95_ms(self) -> float:
+        return max([0.0, *(hour.p95_ms or 0.0 for hour in self.hours)])
+
+    def duration_lines(self) -> dict[str, str]:
+        """SVG polyline points of p50 and p95 per hour (hours with no ended instance skipped)."""
+        top = self.slowest_p95_ms or 1.0
+        lines = {}
+        for name in ("p50_ms", "p95_ms"):
+            points = [(n, getattr(hour, name)) for n, hour in enumerate(self.hours)]
+            lines[name] = " ".join(
+                f"{(n + 0.5) * BAR_PITCH:.1f},{CHART_HEIGHT * (1 - value / top):.1f}"
+                for n, value in points
+                if value is not None
+            )
+        return lines
+
+
+def _hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def health(*, window: str, now: datetime) -> list[WorkflowHealth]:
+    """Each workflow with instances in the window (`window`: "24h" or "7d"), by name."""
+    since = _hour(now - WINDOWS[window]) + timedelta(hours=1)
+    starts = [since + timedelta(hours=n) for n in range(int(WINDOWS[window] / timedelta(hours=1)))]
+    charts: dict[str, WorkflowHealth] = {}
+    hours: dict[tuple[str, datetime], Hour] = {}
+
+    def hour_of(workflow: str, start: datetime) -> Hour:
+        if workflow not in charts:
+            charts[workflow] = WorkflowHealth(workflow, [Hour(each) for each in starts])
+            hours.update({(workflow, each.start): each for each in charts[workflow].hours})
+        return hours[workflow, _hour(start)]
+
+    started = (
+        Instance.objects.filter(created_at__gte=since)
+        .annotate(hour=TruncHour("created_at", tzinfo=UTC))
+        .values("workflow", "hour")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for row in started:
+        hour_of(row["workflow"], row["hour"]).started = row["n"]
+    for workflow, start, completed, errored, p50, p95 in _ended(since):
+        hour = hour_of(workflow, start)
+        hour.completed, hour.errored, hour.p50_ms, hour.p95_ms = completed, errored, p50, p95
+
+    ended = Instance.objects.filter(finished_at__gte=since).order_by()
+    wall = ExpressionWrapper(F("finished_at") - F("created_at"), output_field=DurationField())
+    for row in ended.values("workflow").annotate(wall=Sum(wall)):
+        if row["workflow"] in charts:
+            charts[row["workflow"]].wall_ms = row["wall"].total_seconds() * 1000 if row["wall"] else 0.0
+    runs = StepRun.objects.filter(step__instance__finished_at__gte=since).order_by()
+    for row in runs.values("step__instance__workflow").annotate(compute=Sum("duration_ms")):
+        if row["step__instance__workflow"] in charts:
+            charts[row["step__instance__workflow"]].compute_ms = row["compute"] or 0.0
+    _steps(charts, runs)
+    return [charts[name] for name in sorted(charts)]
+
+
+def _steps(charts: dict[str, WorkflowHealth], runs) -> None:
+    by_step = runs.values("step__instance__workflow", "step__name").annotate(
+        attempts=Count("pk"),
+        failed=Count("pk", filter=Q(outcome=StepRun.Outcome.FAILED)),
+        mean=Avg("duration_ms"),
+    )
+    figures: dict[str, list[StepFigure]] = defaultdict(list)
+    for row in by_step:
+        figures[row["step__instance__workflow"]].append(
+            StepFigure(row["step__name"], row["attempts"], row["failed"], row["mean"] or 0.0)
+        )
+    for workflow, steps in figures.items():
+        if workflow in charts:
+            charts[workflow].slowest = sorted(steps, key=lambda step: -step.mean_ms)[:TOP_STEPS]
+            failing = [step for step in steps if step.failed]
+            charts[workflow].failing = sorted(failing, key=lambda step: -step.failed)[:TOP_STEPS]
+
+
+_ENDED_POSTGRESQL = """
+    SELECT workflow, date_trunc('hour', finished_at) AS hour,
+           count(*) FILTER (WHERE status = %s), count(*) FILTER (WHERE status = %s),
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY finished_at - created_at),
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY finished_at - created_at)
+    FROM workflows_instance
+    WHERE finished_at >= %s AND status IN (%s, %s)
+    GROUP BY 1, 2
+"""
+
+
+def _ended(since: datetime) -> list[tuple[str, datetime, int, int, float | None, float | None]]:
+    """(workflow, hour, completed, errored, p50 ms, p95 ms) of the instances that ended by
+    themselves (complete or errored) in each hour since `since`."""
+    statuses = (Status.COMPLETE, Status.ERRORED)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_ENDED_POSTGRESQL, [*statuses, since, *statuses])
+            return [
+                (workflow, hour, completed, errored, _ms(p50), _ms(p95))
+                for workflow, hour, completed, errored, p50, p95 in cursor.fetchall()
+            ]
+    groups: dict[tuple[str, datetime], list] = defaultdict(lambda: [0, 0, []])
+    rows = Instance.objects.filter(finished_at__gte=since, status__in=statuses).order_by()
+    for workflow, status, created, finished in rows.values_list(
+        "workflow", "status", "created_at", "finished_at"
+    ):
+        group = groups[workflow, _hour(finished)]
+        group[0 if status == Status.COMPLETE else 1] += 1
+        group[2].append((finished - created).total_seconds() * 1000)
+    return [
+        (workflow, hour, completed, errored, _percentile(lengths, 0.5), _percentile(lengths, 0.95))
+        for (workflow, hour), (completed, errored, lengths) in groups.items()
+    ]
+
+
+def _ms(length: timedelta | None) -> float | None:
+    return length.total_seconds() * 1000 if length is not None else None
+
+
+def _percentile(values: list[float], fraction: float) -> float | None:
+    """Linear interpolation between the closest ranks, as PostgreSQL's percentile_cont."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = fraction * (len(ordered) - 1)
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
