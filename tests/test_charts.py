@@ -138,3 +138,19 @@ def test_an_unknown_window_says_so_and_shows_the_last_24_hours(django_user_model
     assert response.status_code == 200
     assert "No window &#x27;1y&#x27;" in response.content.decode()
     assert response.context["window"] == "24h"
+
+
+def test_attempts_are_read_for_the_latest_instances_that_ended_and_the_share_scales_to_the_window(
+    monkeypatch,
+):
+    monkeypatch.setattr(charts, "SAMPLE", 2)
+    for n, seconds in enumerate((100, 10, 10)):  # the oldest one is left out of the sample
+        owner = instance(
+            f"i{n}", "billing", created=NOW - timedelta(hours=3 - n), lasted=timedelta(seconds=seconds)
+        )
+        attempts(owner, "slow step" if n == 0 else "step", (1000, "succeeded"))
+    chart = by_name()["billing"]
+    assert chart.sample_size == 2
+    assert chart.compute_percent == pytest.approx(10)  # 2 s of 20 s
+    assert chart.compute_ms == pytest.approx(12_000)  # 10% of the window's 120 s
+    assert [step.name for step in chart.slowest] == ["step"]
