@@ -14,8 +14,12 @@ new connection, as gunicorn's sync workers close them:
 - read: GET /api/v1/instances/<id> (the instance with its steps).
 
 No cluster runs during the timing: the benchmark's own process runs the created orders
-up to their wait between the create and event phases, and the runs the events queue stay
-queued. The client threads share the machine's cores with the server.
+(every queued instance in the database) up to their wait between the create and event
+phases, and the runs the events queue stay queued. The client threads share the
+machine's cores with the server. Then the same three requests in this process through
+Django's test client, one at a time, for the server's CPU time per request (what a
+loaded machine changes least). Instances "api-bench-..." of an earlier run are deleted
+at the start.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -37,6 +43,9 @@ os.environ.setdefault("DATABASE_URL", "sqlite:////tmp/durable-bench-api.sqlite3"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "durable_site.settings")
 os.environ.setdefault("DJANGO_DEBUG", "0")  # production-like
 os.environ.setdefault("DJANGO_HTTPS", "0")  # the server speaks plain HTTP on 127.0.0.1
+# whitenoise warns, in every process, that collectstatic never ran: it does not matter here.
+QUIET = "ignore:No directory at:UserWarning"
+warnings.filterwarnings("ignore", "No directory at", UserWarning)
 
 import django  # noqa: E402
 
@@ -45,7 +54,8 @@ django.setup()
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
-from django_q.models import OrmQ  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.test.utils import setup_test_environment  # noqa: E402
 
 from workflows.api.tokens import create_token  # noqa: E402
 from workflows.models import ApiToken, Instance  # noqa: E402
@@ -65,8 +75,7 @@ def start_server(workers: int, token: str) -> subprocess.Popen:
             "--log-level=warning",
         ],
         cwd=ROOT,
-        # whitenoise warns once per worker that collectstatic never ran: it does not matter here.
-        env={**os.environ, "PYTHONWARNINGS": "ignore:No directory at:UserWarning"},
+        env={**os.environ, "PYTHONWARNINGS": QUIET},
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -127,8 +136,7 @@ def main() -> None:
     args = parser.parse_args()
 
     call_command("migrate", verbosity=0)
-    Instance.objects.all().delete()
-    OrmQ.objects.all().delete()
+    Instance.objects.filter(id__startswith="api-bench-").delete()
     ApiToken.objects.filter(name="api-bench").delete()
     get_user_model().objects.update_or_create(username="api-bench", defaults={"is_superuser": True})
     _, token = create_token(username="api-bench", name="api-bench")
@@ -142,26 +150,44 @@ def main() -> None:
         )
         print(f"{'kind':8} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8}")
         for clients in args.clients:
-            ids = [f"api-bench-{clients}-{n}" for n in range(args.requests)]
-            creates = [
-                ("POST", "/api/v1/workflows/order-fulfilment/instances", {"params": _order(n), "id": i})
-                for n, i in enumerate(ids)
-            ]
-            _report("create", clients, timed(creates, 201, clients, token))
-            run_until_idle()  # each order loads, then waits for its payment
-            waiting = Instance.objects.filter(pk__in=ids, status="waiting").count()
-            assert waiting == len(ids), f"{waiting} of {len(ids)} orders wait for their payment"
-            connection.close()
-            events = [
-                ("POST", f"/api/v1/instances/{i}/events", {"type": "payment", "payload": _payment(i)})
-                for i in ids
-            ]
-            _report("event", clients, timed(events, 202, clients, token))
-            reads = [("GET", f"/api/v1/instances/{i}", None) for i in ids]
-            _report("read", clients, timed(reads, 200, clients, token))
+            phases = _phases([f"api-bench-{clients}-{n}" for n in range(args.requests)])
+            for kind, requests, expected in phases:
+                _report(kind, clients, timed(requests, expected, clients, token))
     finally:
         server.terminate()
         server.wait(30)
+
+    print("in this process (Django's test client, one request at a time):")
+    print(f"{'kind':8} {'CPU ms':>8} {'wall ms':>8}")
+    setup_test_environment()  # the test client's host name
+    client = Client(headers={"Authorization": f"Bearer {token}"})
+    for kind, requests, expected in _phases([f"api-bench-local-{n}" for n in range(args.requests)]):
+        cpu, wall = time.process_time(), time.perf_counter()
+        for method, path, body in requests:
+            data = "" if body is None else json.dumps(body)
+            response = client.generic(method, path, data, content_type="application/json")
+            assert response.status_code == expected, (path, response.content)
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        print(f"{kind:8} {cpu * 1000 / len(requests):8.2f} {wall * 1000 / len(requests):8.2f}")
+
+
+def _phases(ids: list[str]) -> Iterator[tuple[str, list[tuple[str, str, object]], int]]:
+    """(kind, requests, expected status) for creating the orders `ids`, paying each, and
+    reading each; the orders are run up to their payment wait between the first two."""
+    yield (
+        "create",
+        [
+            ("POST", "/api/v1/workflows/order-fulfilment/instances", {"params": _order(n), "id": i})
+            for n, i in enumerate(ids)
+        ],
+        201,
+    )
+    run_until_idle()  # each order loads, then waits for its payment
+    waiting = Instance.objects.filter(pk__in=ids, status="waiting").count()
+    assert waiting == len(ids), f"{waiting} of {len(ids)} orders wait for their payment"
+    connection.close()
+    yield "event", [("POST", f"/api/v1/instances/{i}/events", _payment(i)) for i in ids], 202
+    yield "read", [("GET", f"/api/v1/instances/{i}", None) for i in ids], 200
 
 
 def _order(n: int) -> dict:
@@ -169,7 +195,8 @@ def _order(n: int) -> dict:
 
 
 def _payment(instance_id: str) -> dict:
-    return {"order_id": instance_id, "payment_id": f"pay-{instance_id}", "amount": "42.00"}
+    payment = {"order_id": instance_id, "payment_id": f"pay-{instance_id}", "amount": "42.00"}
+    return {"type": "payment", "payload": payment}
 
 
 def _report(kind: str, clients: int, figures: dict) -> None:
