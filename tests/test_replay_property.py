@@ -1,9 +1,9 @@
 """Replays are exact, whatever happens on the way (property-based, with hypothesis).
 
 Hypothesis draws workflows as lists of steps (do, sleep, wait for an event, a step that
-fails a few times), run by one interpreter workflow, and draws where workers crash and
-where runs are delivered twice. Each drawn workflow runs twice: once with the crashes
-and extra deliveries, once without. Then:
+fails a few times, a step.map of a few parallel calls), run by one interpreter workflow,
+and draws where workers crash and where runs are delivered twice. Each drawn workflow
+runs twice: once with the crashes and extra deliveries, once without. Then:
 - every step that succeeded ran its side effect exactly once;
 - the instance ends as the uninterrupted run of the same list ends (status and output);
 - while a run holds the instance, any other delivery of it is skipped, and a finished
@@ -93,6 +93,19 @@ def interpret(event, step):
                 )
             except StepFailed as exc:
                 results.append(["failed", exc.error_type, exc.attempts])
+        elif kind == "map":
+            # A crash hits the first call; its other calls run meanwhile.
+            results.append(
+                step.map(
+                    f"map {index}",
+                    lambda call, index=index, crash=trouble[3]: do_effect(
+                        step.instance_id, (index, call), call, crash and call == 0, False
+                    ),
+                    range(arg),
+                    timeout="1 minute",
+                    retries=RETRIES,
+                )
+            )
         elif kind == "sleep":
             step.sleep(f"sleep {index}", arg)
             results.append("slept")
@@ -109,6 +122,7 @@ OPS = st.lists(
         st.tuples(st.just("do"), st.integers(0, 1000)),
         st.tuples(st.just("fail"), st.sampled_from([1, 2, ALWAYS_FAILS])),
         st.tuples(st.just("sleep"), st.sampled_from([0, 1, 3600])),
+        st.tuples(st.just("map"), st.integers(0, 3)),
         # when the event is sent: before the wait is reached, when it waits, or never
         st.tuples(st.just("wait"), st.sampled_from(["early", "on time", "never"])),
     ),
@@ -122,9 +136,11 @@ def scenarios(draw):
     ops = draw(OPS)
     steps = [index for index, (kind, _) in enumerate(ops) if kind in ("do", "fail")]
     some_steps = st.lists(st.sampled_from(steps), unique=True) if steps else st.just([])
+    maps = [index for index, (kind, _) in enumerate(ops) if kind == "map"]
+    some_maps = st.lists(st.sampled_from(maps), unique=True) if maps else st.just([])
     return {
         "ops": ops,
-        "crash": draw(some_steps),
+        "crash": draw(some_steps) + draw(some_maps),
         "deliver_again": draw(some_steps),
         # between turns of the cluster: an extra delivery of the run, or a pause and resume
         "between_turns": draw(st.lists(st.sampled_from([None, "deliver", "pause and resume"]), max_size=12)),
@@ -204,4 +220,7 @@ def test_crashes_and_duplicate_deliveries_neither_repeat_a_step_nor_change_the_o
         effects = {index: side_effects[(inst.id, index)] for index, _ in enumerate(ops)}
         succeeded = steps_that_succeed(ops)
         assert effects == {index: int(index in succeeded) for index, _ in enumerate(ops)}
+        for index, (kind, arg) in enumerate(ops):
+            if kind == "map":  # each parallel call's side effect once
+                assert [side_effects[(inst.id, (index, call))] for call in range(arg)] == [1] * arg
     assert (troubled_end.lease_token, smooth_end.lease_token) == ("", "")
