@@ -331,3 +331,59 @@ def test_the_console_shows_a_parallel_step_with_its_calls_grouped_under_it(djang
     assert "<strong>price[0]</strong>" not in group  # not steps of the sequence
     assert "price service down for coffee" in calls
     assert 'value="price[1]"' not in page  # a call is not a step to restart from
+
+
+# --- a call is claimed once (PostgreSQL) -----------------------------------------------
+
+
+def claim_call_until_the_other_waits(step_id: int, waiter_pid: int, holding) -> None:
+    """Claim the call as a worker does and commit only once backend `waiter_pid` waits
+    for its row lock (at most 10 s)."""
+    import time
+
+    from django.db import connection, transaction
+
+    from workflows.calls import _claim
+    from workflows.clock import now
+
+    try:
+        with transaction.atomic():
+            assert _claim(step_id, now()) is not None
+            holding.set()
+            for _ in range(1000):
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT cardinality(pg_blocking_pids(%s)) > 0", [waiter_pid])
+                    if cursor.fetchone()[0]:
+                        break
+                time.sleep(0.01)
+    finally:
+        connection.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_call_delivered_twice_at_once_is_claimed_by_one_worker_only():
+    import threading
+
+    from django.db import connection
+
+    from workflows.runtime import run_instance
+
+    inst = workflows.create("parallel-test-map", params={"items": ["tea"]})
+    run_instance(inst.id)
+    call_id = claimable_calls().get().pk
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    holding = threading.Event()
+    other = threading.Thread(target=claim_call_until_the_other_waits, args=(call_id, pid, holding))
+    other.start()
+    try:
+        assert holding.wait(10)
+        outcome = run_call(call_id)  # waits for the other claim's row lock, then finds it taken
+    finally:
+        other.join(15)
+
+    assert outcome == "skipped"
+    assert ran["tea"] == 0
+    assert list(StepRun.objects.filter(step_id=call_id).values_list("attempt", flat=True)) == [1]

@@ -188,22 +188,25 @@ def run_call(step_id: int) -> str:
 
 
 def _claim(step_id: int, now: datetime) -> tuple[Step, StepRun] | None:
+    """Take a queued call for an attempt. The guard is on the call's own row (its status),
+    so that of two claims at once the second, waiting for the first's row lock, finds it
+    no longer queued (PostgreSQL rechecks only the updated row's own columns, not a join)."""
     token = uuid.uuid4().hex
     with transaction.atomic():
-        taken = (
-            claimable_calls()
-            .filter(pk=step_id)
-            .update(
-                status=StepStatus.RUNNING,
-                attempts=F("attempts") + 1,
-                wake_at=None,
-                lease_token=token,
-                lease_expires_at=leases.on_claim(now),
-            )
+        taken = Step.objects.filter(pk=step_id, status=StepStatus.QUEUED, group__isnull=False).update(
+            status=StepStatus.RUNNING,
+            attempts=F("attempts") + 1,
+            wake_at=None,
+            lease_token=token,
+            lease_expires_at=leases.on_claim(now),
         )
         if not taken:
             return None
         call = Step.objects.get(pk=step_id)
+        instance = Instance.objects.filter(pk=call.instance_id, generation=call.generation)
+        if not instance.filter(status__in=_CALLS_START_WHILE).exists():
+            transaction.set_rollback(True)  # paused, finished or restarted: it stays queued
+            return None
         attempt = StepRun.objects.create(step=call, attempt=call.attempts, started_at=now)
     return call, attempt
 
