@@ -7,6 +7,7 @@ worker the heartbeat renews the leases its process holds, so the lease is short
 """
 
 import threading
+import time
 from collections import Counter
 from datetime import timedelta
 
@@ -228,3 +229,28 @@ def test_in_a_worker_a_run_killed_mid_step_is_taken_back_once_its_short_lease_ru
         'attempt 1 of step "step" never finished: '
         "its worker stopped (crashed, killed, or went past its timeout)"
     )
+
+
+def test_a_heartbeat_beat_renews_the_held_leases_and_sleeps_out_the_rest_of_its_period(monkeypatch):
+    renewed = []
+    monkeypatch.setattr(leases, "renew_held_leases", lambda: renewed.append(1) or 1)
+    pause = leases.beat()
+    assert renewed == [1]
+    assert 0 < pause <= setting("HEARTBEAT_SECONDS")
+    assert pause > setting("HEARTBEAT_SECONDS") - 0.05  # a renewal takes far less than its period
+
+
+def test_a_heartbeat_beat_that_fails_logs_it_and_beats_again_on_time(monkeypatch, caplog):
+    def broken():
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(leases, "renew_held_leases", broken)
+    with caplog.at_level("ERROR", logger="workflows.leases"):
+        pause = leases.beat()
+    assert "could not renew leases" in caplog.text
+    assert 0 < pause <= setting("HEARTBEAT_SECONDS")
+
+
+def test_a_slow_beat_starts_the_next_at_once(monkeypatch):
+    monkeypatch.setattr(leases, "renew_held_leases", lambda: time.sleep(setting("HEARTBEAT_SECONDS") + 0.01))
+    assert leases.beat() == 0.0

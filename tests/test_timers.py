@@ -4,6 +4,7 @@ or DURABLE_TIMER_INTERVAL. Every run the engine queues is a django-q2 task namin
 instance."""
 
 import logging
+import time
 from datetime import timedelta
 
 import pytest
@@ -162,3 +163,86 @@ def test_an_instance_waiting_with_no_deadline_does_not_upset_the_timers_next_loo
     workflows.create("timers-test-nap", params="10 minutes")
     run_until_idle()
     assert 599 < seconds_until_next_wake(now=workflows.now()) <= 600
+
+
+# --- the timer thread's looks --------------------------------------------------------------
+
+
+def test_a_look_with_nobody_due_sleeps_a_whole_interval():
+    from workflows.timers import Timer
+
+    assert Timer().look() == setting("TIMER_INTERVAL")
+
+
+def test_a_look_sleeps_only_until_the_next_sleeper_is_due_and_never_zero_when_overdue(monkeypatch):
+    from workflows import lifecycle, timers
+
+    workflows.create("timers-test-nap", params="1 minute")
+    run_until_idle()
+    monkeypatch.setattr(timers, "seconds_until_next_wake", lambda now: 0.05)
+    assert timers.Timer().look() == 0.05
+    monkeypatch.setattr(timers, "seconds_until_next_wake", lambda now: -3.0)  # overdue
+    assert timers.Timer().look() == 0.002
+    monkeypatch.setattr(timers, "seconds_until_next_wake", lambda now: 60.0)
+    assert timers.Timer().look() == setting("TIMER_INTERVAL")
+    assert lifecycle.seconds_until_next_wake(now=workflows.now()) > 59
+
+
+def test_a_look_that_wakes_a_full_batch_looks_again_at_once(monkeypatch):
+    """BATCH is 3 here so that a full batch is cheap to build."""
+    from workflows import lifecycle, timers
+
+    monkeypatch.setattr(lifecycle, "BATCH", 3)
+    monkeypatch.setattr(timers, "BATCH", 3)
+    for _ in range(4):
+        workflows.create("timers-test-nap", params="1 minute")
+    run_until_idle()
+    take_queued_runs()  # the runs of their creation
+    time_passes(timedelta(minutes=2))
+
+    timer = timers.Timer()
+    assert timer.look() == 0.0  # three woken: there may be more
+    assert timer.look() == setting("TIMER_INTERVAL")  # the fourth, then nobody due
+    assert len(take_queued_runs()) == 4
+
+
+def test_a_look_that_fails_logs_it_and_waits_a_second(monkeypatch, caplog):
+    from workflows import timers
+
+    def broken(**kwargs):
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(timers, "start_due", broken)
+    with caplog.at_level(logging.ERROR, logger="workflows.timers"):
+        assert timers.Timer().look() == 1.0
+    assert "durable timer tick failed" in caplog.text
+
+
+def test_a_timer_deletes_expired_instances_when_its_retention_look_is_due_then_a_minute_later(monkeypatch):
+    from workflows import retention, timers
+
+    purges = []
+    monkeypatch.setattr(retention, "purge_expired", lambda: purges.append(1) or 0)
+    timer = timers.Timer()
+    assert 1 <= timer.next_retention_look - time.monotonic() <= 5  # soon, spread out
+    timer.look()
+    assert purges == []  # not yet due
+
+    timer.next_retention_look = 0
+    timer.look()
+    assert purges == [1]
+    assert timer.next_retention_look - time.monotonic() > timers.RETENTION_LOOK_SECONDS - 1
+    timer.look()
+    assert purges == [1]  # a minute until the next
+
+
+def test_a_timer_whose_retention_look_deleted_a_full_batch_looks_again_next_time(monkeypatch):
+    from workflows import retention, timers
+
+    purges = []
+    monkeypatch.setattr(retention, "purge_expired", lambda: purges.append(1) or retention.BATCH)
+    timer = timers.Timer()
+    timer.next_retention_look = 0
+    timer.look()
+    timer.look()
+    assert purges == [1, 1]

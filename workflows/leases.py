@@ -95,10 +95,15 @@ def start_heartbeat() -> None:
 
 def _beat_forever() -> None:
     while True:
-        started = time.monotonic()
-        try:
-            renew_held_leases()
-        except Exception:
-            logger.exception("durable heartbeat could not renew leases; retrying")
-            connection.close()
-        time.sleep(max(0.0, setting("HEARTBEAT_SECONDS") - (time.monotonic() - started)))
+        time.sleep(beat())
+
+
+def beat() -> float:
+    """Renew this process's leases once; return how long to sleep before the next beat."""
+    started = time.monotonic()
+    try:
+        renew_held_leases()
+    except Exception:
+        logger.exception("durable heartbeat could not renew leases; retrying")
+        connection.close()
+    return max(0.0, setting("HEARTBEAT_SECONDS") - (time.monotonic() - started))

@@ -54,23 +54,34 @@ def start_timer_thread() -> None:
 RETENTION_LOOK_SECONDS = 60.0
 
 
-def _run_forever() -> None:
-    # Soon after start, at a random moment so that the timers of many workers spread out.
-    next_retention_look = time.monotonic() + random.uniform(1, 5)
-    while True:
+class Timer:
+    """One timer thread's looks; the thread sleeps as long as each look says."""
+
+    def __init__(self) -> None:
+        # Soon after start, at a random moment, so that the timers of many workers spread out.
+        self.next_retention_look = time.monotonic() + random.uniform(1, 5)
+
+    def look(self) -> float:
+        """Delete a batch past its retention when it is time, then tick; return how long
+        to sleep before the next look."""
         interval = setting("TIMER_INTERVAL")
         try:
-            if time.monotonic() >= next_retention_look:
+            if time.monotonic() >= self.next_retention_look:
                 if retention.purge_expired() < retention.BATCH:
-                    next_retention_look = time.monotonic() + RETENTION_LOOK_SECONDS
+                    self.next_retention_look = time.monotonic() + RETENTION_LOOK_SECONDS
             if tick() >= BATCH:
-                continue
+                return 0.0  # a full batch: more may be due at once
             # Sleep until the next wake-up if it comes before the next look, so that a
             # sleeper is resumed on time rather than up to an interval late.
             due_in = seconds_until_next_wake(now=clock.now())
         except Exception:
             logger.exception("durable timer tick failed; retrying")
             connection.close()
-            time.sleep(1)
-            continue
-        time.sleep(interval if due_in is None else min(interval, max(due_in, 0.002)))
+            return 1.0
+        return interval if due_in is None else min(interval, max(due_in, 0.002))
+
+
+def _run_forever() -> None:
+    timer = Timer()
+    while True:
+        time.sleep(timer.look())
