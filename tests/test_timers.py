@@ -246,3 +246,13 @@ def test_a_timer_whose_retention_look_deleted_a_full_batch_looks_again_next_time
     timer.look()
     timer.look()
     assert purges == [1, 1]
+
+
+def test_the_timers_of_a_clusters_workers_take_turns_so_the_cluster_looks_about_every_interval():
+    from workflows import timers
+
+    pauses = [timers.Timer(spread=4).look() for _ in range(50)]
+    interval = setting("TIMER_INTERVAL")
+    assert all(4 * interval * 0.5 <= pause <= 4 * interval * 1.5 for pause in pauses)
+    assert len(set(pauses)) > 1  # at random points, so that they do not look all at once
+    assert timers.Timer(spread=0).look() == interval  # a process that is not a worker looks alone

@@ -12,8 +12,9 @@ from django.conf import settings
 DEFAULTS: dict[str, Any] = {
     # Largest serialised params, step result, event payload or output, in bytes.
     "MAX_PAYLOAD_BYTES": 1024 * 1024,
-    # How often each worker's timer thread wakes due sleepers, retry delays and wait
-    # deadlines and recovers abandoned runs, at most (it sleeps less when one is due sooner).
+    # How often a cluster's timer threads (one per worker, taking turns) wake due sleepers,
+    # retry delays and wait deadlines and recover abandoned runs, at most (a timer sleeps
+    # less when one is due sooner).
     "TIMER_INTERVAL": 0.2,
     # A run inside a cluster worker holds its instance with a lease this long, renewed
     # every HEARTBEAT_SECONDS by the worker's timer thread: a killed worker is noticed

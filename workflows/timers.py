@@ -2,8 +2,9 @@
 parallel calls) whose worker died and deletes finished instances past their retention.
 
 Inside `manage.py qcluster` each worker process runs a timer thread (django-q2's own
-scheduler only looks every ~30 s, too coarse for sleeps and retries). It looks every
-DURABLE_TIMER_INTERVAL seconds, or sooner when a sleeper is due sooner, and about once a
+scheduler only looks every ~30 s, too coarse for sleeps and retries). Together the timers
+of a cluster look about every DURABLE_TIMER_INTERVAL seconds, or sooner when a sleeper is
+due sooner, and about once a
 minute deletes a batch of finished instances past their retention. Several timers on
 several hosts are safe: the transitions they make (lifecycle.py, schedules.py,
 retention.py) claim rows under a lock, SKIP LOCKED on PostgreSQL (SQLite has one writer).
@@ -55,16 +56,25 @@ RETENTION_LOOK_SECONDS = 60.0
 
 
 class Timer:
-    """One timer thread's looks; the thread sleeps as long as each look says."""
+    """One timer thread's looks; the thread sleeps as long as each look says.
 
-    def __init__(self) -> None:
+    `spread`: how many timers share the looking (one per worker of the cluster). Each
+    looks `spread` times less often, at a random point of its longer interval, so that a
+    cluster looks about every DURABLE_TIMER_INTERVAL whatever its number of workers
+    (a hundred workers do not make a hundred times the queries).
+    """
+
+    def __init__(self, spread: int = 1) -> None:
+        self.spread = max(1, spread)
         # Soon after start, at a random moment, so that the timers of many workers spread out.
         self.next_retention_look = time.monotonic() + random.uniform(1, 5)
 
     def look(self) -> float:
         """Delete a batch past its retention when it is time, then tick; return how long
         to sleep before the next look."""
-        interval = setting("TIMER_INTERVAL")
+        interval = setting("TIMER_INTERVAL") * self.spread
+        if self.spread > 1:
+            interval *= random.uniform(0.5, 1.5)
         try:
             if time.monotonic() >= self.next_retention_look:
                 if retention.purge_expired() < retention.BATCH:
@@ -82,6 +92,8 @@ class Timer:
 
 
 def _run_forever() -> None:
-    timer = Timer()
+    from django_q.conf import Conf
+
+    timer = Timer(spread=Conf.WORKERS or 1)
     while True:
         time.sleep(timer.look())
