@@ -223,6 +223,19 @@ def test_a_body_over_the_payload_limit_is_413_and_nothing_happens(client, hook, 
     assert not Event.objects.exists()
 
 
+def test_a_content_length_that_is_not_a_number_is_400(client, hook):
+    raw = b'{"order_id": "order-1"}'
+    response = client.post(
+        hook,
+        raw,
+        content_type="application/json",
+        headers={"X-Durable-Signature": signature_header(SECRET, raw)},
+        CONTENT_LENGTH="not-a-number",
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "the Content-Length header is not a number: 'not-a-number'"
+
+
 def test_malformed_json_is_400_and_nothing_happens(client, hook):
     response = post(client, hook, b'{"order_id": "order-1", ')
     assert response.status_code == 400

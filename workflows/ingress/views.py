@@ -22,9 +22,12 @@ logger = logging.getLogger(__name__)
 def hook(request: HttpRequest, name: str) -> JsonResponse:
     if request.method != "POST":
         return error_response(405, "MethodNotAllowed", "webhooks take POST only", headers={"Allow": "POST"})
+    announced = request.headers.get("Content-Length") or "0"
+    if not announced.isdigit():
+        return error_response(400, "BadRequest", f"the Content-Length header is not a number: {announced!r}")
     try:
         # Refuse a body announced too large before reading it.
-        check_size(int(request.headers.get("Content-Length") or 0))
+        check_size(int(announced))
         outcome = receive(name, raw_body=request.body, headers=request.headers)
     except WebhookNotFound as exc:
         return error_response(404, "WebhookNotFound", str(exc))
