@@ -58,7 +58,7 @@ FILL = [
                 WHEN n %% 100 < 95 THEN 'waiting' ELSE 'terminated' END,
            jsonb_build_object('order_id', n), '', '', 1, created, created,
            CASE WHEN n %% 100 < 90 OR n %% 100 >= 95
-                THEN created + (1 + (n * 7919) %% 600) * interval '1 second' END,
+                THEN created + (1 + (n::bigint * 7919) %% 600) * interval '1 second' END,
            '', '', '', '', false
     FROM (SELECT n, %(now)s - (n::float / %(rows)s) * interval '30 days' AS created
           FROM generate_series(1, %(rows)s) AS n) AS spread
