@@ -44,6 +44,14 @@ ERROR_HEADER = "x-durable-error"
 # one by one, after its commit).
 PREFETCH = 10
 MAX_BACKOFF_SECONDS = 30.0
+TRANSPORT_OPTIONS = {
+    # A message moved to the dead-letter queue (or queued again) is stored by the broker
+    # before its original is acknowledged (AMQP publisher confirms).
+    "confirm_publish": True,
+    # Redis and SQS hand a message taken but never acknowledged (its consumer died) to
+    # another consumer after this long (kombu's default: an hour).
+    "visibility_timeout": 300,
+}
 # The consumer's counts go to the database this often (console: the last hour).
 COUNTS_EVERY_SECONDS = 2.0
 
@@ -82,10 +90,8 @@ class ConsumerLoop:
         backoff = 1.0
         logger.info('consumer "%s" consuming queue "%s"', self.consumer.name, self.consumer.queue)
         while not self.stopping():
-            # confirm_publish: a message moved to the dead-letter queue (or queued again) is
-            # stored by the broker before its original is acknowledged.
             url = self.consumer.broker_url() or ""  # read again at each connection
-            with Connection(url, transport_options={"confirm_publish": True}) as broker:
+            with Connection(url, transport_options=TRANSPORT_OPTIONS) as broker:
                 try:
                     broker.connect()
                     backoff = 1.0
