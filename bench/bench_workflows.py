@@ -78,3 +78,10 @@ def map_calls(event, step):
     a step noting when the instance resumed after them."""
     step.map("work", work_for, [event.payload["seconds"]] * event.payload["calls"])
     return step.do("resumed", time.time)
+
+
+@workflow("bench-every-minute", schedule="* * * * *")
+def every_minute(event, step):
+    """Started by the engine at each whole minute (bench section c only: the other
+    sections' clusters run with DURABLE_SCHEDULES=0)."""
+    return step.do("started", time.time)

@@ -24,6 +24,8 @@ the end of their section (killed by the parent if the section's child dies).
   w  wake-up lateness of --due instances sleeping 2-6 s, created over 10 s, with
      --sleepers instances asleep for a week (inserted as rows); is the cluster idle?
   s  sleep latency: 20 instances created at once, each sleeping 1 s (DBOS section c)
+  c  schedule lateness: an every-minute schedule (`* * * * *`) on one cluster, 3 due
+     times: instance created - due time, and its first step - due time
   p  parallel calls: one step.map of --p-calls calls of 1 s each on a cluster of
      --p-workers workers; create -> resumed after the calls, beside the slowest call
 """
@@ -964,6 +966,32 @@ def section_sleep_latency(args: argparse.Namespace, clusters: Clusters) -> dict[
     }
 
 
+# --- section c: schedule lateness ----------------------------------------------------------
+
+
+def section_schedule_lateness(args: argparse.Namespace, clusters: Clusters) -> dict[str, Any]:
+    from workflows.models import Instance, Schedule, Step
+
+    os.environ["DURABLE_SCHEDULES"] = "1"
+    Schedule.objects.all().delete()  # seen afresh: the first start is the next whole minute
+    clusters.start()
+    warm_up(clusters, "c")
+    started = Instance.objects.filter(workflow="bench-every-minute", status="complete")
+    wait_until(lambda: started.count() >= 3, timeout=240, what="three scheduled starts", clusters=clusters)
+    created, first_step = [], []
+    for instance in started.order_by("created_at")[:3]:
+        due = datetime.fromisoformat(instance.params["scheduled_at"].replace("Z", "+00:00"))
+        created.append((instance.created_at - due).total_seconds())
+        step = Step.objects.get(instance=instance, name="started")
+        first_step.append(step.result - due.timestamp())
+    return {
+        "due_times": 3,
+        "created_minus_due_ms": [round(ms(value), 1) for value in created],
+        "first_step_minus_due_ms": [round(ms(value), 1) for value in first_step],
+        "max_created_minus_due_ms": round(ms(max(created)), 1),
+    }
+
+
 # --- section p: parallel calls --------------------------------------------------------------
 
 
@@ -1014,6 +1042,7 @@ SECTIONS: dict[str, Callable[[argparse.Namespace, Clusters], dict[str, Any]]] = 
     "w": section_wake_lateness,
     "s": section_sleep_latency,
     "p": section_parallel,
+    "c": section_schedule_lateness,
 }
 
 
@@ -1021,6 +1050,7 @@ def run_section_here(args: argparse.Namespace) -> None:
     """In the child: empty the database, run one section, print its RESULT_JSON line.
     The section's clusters are stopped whatever happens (SIGTERM from the parent too)."""
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(f"section {args.child}: stopped by SIGTERM"))
+    os.environ["DURABLE_SCHEDULES"] = "0"  # only section c starts its schedule
     setup_django(args.database_url)
     empty_database()
     clusters = Clusters(
@@ -1167,6 +1197,12 @@ def summary(out: dict[str, Any]) -> list[str]:
             f"s  20 x 1 s sleep, wake - due: p50 {figure(result, 'wake_minus_due_ms', 'p50')} ms, "
             f"p95 {figure(result, 'wake_minus_due_ms', 'p95')} ms" + problem(result)
         )
+    if "schedule_lateness" in out:
+        result = out["schedule_lateness"]
+        lines.append(
+            f"c  every-minute schedule: created - due {figure(result, 'created_minus_due_ms')} ms, "
+            f"first step - due {figure(result, 'first_step_minus_due_ms')} ms" + problem(result)
+        )
     if "parallel_calls" in out:
         result = out["parallel_calls"]
         lines.append(
@@ -1180,7 +1216,7 @@ def summary(out: dict[str, Any]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", default="sqlite:////tmp/durable-bench.sqlite3")
-    parser.add_argument("--sections", default="a,b,d,e,w,s", help="any of a,b,d,e,w,s,p")
+    parser.add_argument("--sections", default="a,b,d,e,w,s", help="any of a,b,d,e,w,s,p,c")
     parser.add_argument("--a-workflows", type=int, default=100, help="a: workflows of each kind")
     parser.add_argument("--workflows", type=int, default=2000, help="b: workflows of 3 steps")
     parser.add_argument("--clusters", default="1,2", help="b: how many clusters, one run per value")
@@ -1259,6 +1295,8 @@ def main() -> None:
         out["sleep_wake_latency_ms"] = run_child(workdir, "s", "s", timeout=300)
     if "p" in sections:
         out["parallel_calls"] = run_child(workdir, "p", "p", timeout=1200)
+    if "c" in sections:
+        out["schedule_lateness"] = run_child(workdir, "c", "c", timeout=600)
     out["meta"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(out, indent=2, default=str))
     say("\n".join(summary(out)))
