@@ -90,8 +90,26 @@ def test_a_signature_of_another_body_is_refused(client, hook):
 
 @pytest.mark.parametrize(
     "signature",
-    [None, "", "v1=abc", "t=now,v1=abc", "t=1700000000", "garbage"],
-    ids=["missing", "empty", "no-timestamp", "bad-timestamp", "no-v1", "garbage"],
+    [
+        None,
+        "",
+        "v1=abc",
+        "t=now,v1=abc",
+        "t=1700000000",
+        "garbage",
+        "t=" + "9" * 5000 + ",v1=abc",
+        "t=\u0663\u0663,v1=ab",
+    ],
+    ids=[
+        "missing",
+        "empty",
+        "no-timestamp",
+        "bad-timestamp",
+        "no-v1",
+        "garbage",
+        "huge-timestamp",
+        "arabic-digits",
+    ],
 )
 def test_a_missing_or_malformed_signature_header_is_refused_with_401(client, hook, signature):
     headers = {} if signature is None else {"X-Durable-Signature": signature}

@@ -106,7 +106,15 @@ def verify_signature(secret: str, header: str | None, body: bytes, *, now: float
         key, _, value = part.strip().partition("=")
         fields.setdefault(key, []).append(value)
     timestamps, signatures = fields.get("t", []), fields.get("v1", [])
-    if len(timestamps) != 1 or not timestamps[0].isdigit() or not signatures:
+    # (At most 12 digits: a longer number is no time of this era, and too long a one
+    # would be more than int() converts.)
+    if (
+        len(timestamps) != 1
+        or not timestamps[0].isascii()
+        or not timestamps[0].isdigit()
+        or len(timestamps[0]) > 12
+        or not signatures
+    ):
         raise InvalidSignature(f'the {SIGNATURE_HEADER} header must be "t=<unix seconds>,v1=<hex>"')
     t = timestamps[0]
     now = time.time() if now is None else now
