@@ -133,7 +133,7 @@ def line(name: str, times: list[float]) -> None:
 QUERY_NAMES = {
     "percentile_cont": "ended per hour: counts, p50/p95, wall time",
     'AS "compute"': "a workflow's sampled attempts per step",
-    "LIMIT": "a workflow's sampled wall time",
+    "LIMIT": "a workflow's latest ended instances (the sample)",
     'AS "hour"': "started per hour",
 }
 
