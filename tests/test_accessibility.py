@@ -90,6 +90,9 @@ def pages(live_server) -> dict[str, str]:
         "instance retrying": "/instances/order-45/",
         "instance errored": "/instances/upload-17/",
         "instance complete": "/instances/order-43/",
+        "instance paused": "/instances/upload-20/",
+        "instance terminated": "/instances/upload-19/",
+        "instance queued": "/instances/upload-21/",
         "start an instance": "/start/",
         "workflows": "/workflows/",
         "workflows, last 7 days": "/workflows/?window=7d",
@@ -127,26 +130,57 @@ def test_every_console_page_passes_axe_core_with_no_violation(
     assert not report, f"axe-core found violations ({viewport}):\n{report}"
 
 
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_forms_with_errors_and_messages_after_actions_pass_axe_core_too(
+    browser, live_server, superuser, demo_data, viewport
+):
+    page = signed_in_page(browser, live_server, superuser, VIEWPORTS[viewport])
+    found = {}
+    page.goto(f"{live_server.url}/start/")
+    page.get_by_label("Params (JSON, optional)").fill("{not json")
+    page.get_by_role("button", name="Start").click()
+    page.locator(".error", has_text="not valid JSON").wait_for()
+    found["start, with errors"] = violations(page)
+
+    page.goto(f"{live_server.url}/instances/order-42/")
+    page.get_by_label("Event type").fill("approval")
+    page.get_by_label("Payload (JSON, optional)").fill("[1,")
+    page.get_by_role("button", name="Send event").click()
+    page.locator("#send-event .error", has_text="not valid JSON").wait_for()
+    found["send an event, with errors"] = violations(page)
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Pause").click()
+    page.locator(".messages", has_text="pause: instance is now paused.").wait_for()
+    found["instance, after an action"] = violations(page)
+    page.context.close()
+    report = "\n".join(f"{name}: {problem}" for name, problems in found.items() for problem in problems)
+    assert not report, f"axe-core found violations ({viewport}):\n{report}"
+
+
 # --- the keyboard alone ----------------------------------------------------------------
 
 FOCUSED = """() => {
     const element = document.activeElement;
     const style = getComputedStyle(element);
     return {
-        name: (element.innerText || element.getAttribute("aria-label") || element.name || "").trim(),
+        // A field by its aria-label or name, anything else by its text.
+        name: element.matches("input, select, textarea")
+            ? element.getAttribute("aria-label") || element.name
+            : (element.innerText || element.getAttribute("aria-label") || "").trim(),
         visible: style.outlineStyle !== "none" && parseFloat(style.outlineWidth) >= 2,
     };
 }"""
 
 
-def tab_to(page, name: str, limit: int = 80) -> None:
-    """Press Tab until the control named `name` has the focus; every control passed on the
-    way must show it has the focus."""
+def tab_to(page, name: str, *, backwards: bool = False, limit: int = 80) -> None:
+    """Press Tab (Shift+Tab: `backwards`) until the control named `name` has the focus;
+    every control passed on the way must show it has the focus."""
     passed = []
     for _ in range(limit):
-        page.keyboard.press("Tab")
+        page.keyboard.press("Shift+Tab" if backwards else "Tab")
         focused = page.evaluate(FOCUSED)
-        assert focused["visible"], f"the focus is not visible on {focused['name']!r}"
+        assert focused["visible"], f"the focus is not visible on {focused['name'][:80]!r} (after {passed})"
         if focused["name"] == name:
             return
         passed.append(focused["name"])
@@ -181,4 +215,50 @@ def test_an_approver_approves_and_an_operator_retries_a_failed_instance_with_the
     run_until_idle()
     page.locator("#instance-status", has_text="complete").wait_for()
     assert failed.status()["output"] == "charged"
+    page.context.close()
+
+
+def test_an_operator_retries_in_bulk_and_sends_an_event_with_the_keyboard_alone(
+    browser, live_server, superuser, tmp_path
+):
+    for n in (1, 2):
+        workflows.create("qcluster-test-fails-until-fixed", params={"dir": str(tmp_path)}, id=f"bulk-{n}")
+    waiting = workflows.create(
+        "order-fulfilment", params={"order_id": 7, "payment_failure_rate": 0}, id="order-7"
+    )
+    run_until_idle()
+    (tmp_path / "card-fixed").touch()
+    page = signed_in_page(browser, live_server, superuser, VIEWPORTS["phone"])
+
+    page.goto(f"{live_server.url}/?status=errored")
+    for n in (2, 1):  # newest first, as the list shows them
+        tab_to(page, f"select bulk-{n}")
+        page.keyboard.press("Space")
+    tab_to(page, "action", backwards=True)  # the selected rows' action, above the table
+    page.keyboard.type("retry")  # a closed select takes the option typed
+    assert page.evaluate("document.activeElement.value") == "retry"
+    tab_to(page, "Apply")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.keyboard.press("Enter")
+    page.locator(".messages", has_text="retry: 2 instance(s) done.").wait_for()
+    run_until_idle()
+    assert {workflows.get(f"bulk-{n}").status()["status"] for n in (1, 2)} == {"complete"}
+
+    page.goto(f"{live_server.url}/instances/order-7/")
+    tab_to(page, "type")
+    page.keyboard.type("nudge")
+    tab_to(page, "payload")
+    page.keyboard.type("{oops")
+    tab_to(page, "Send event")
+    page.keyboard.press("Enter")
+    page.locator("#send-event .error", has_text="not valid JSON").wait_for()
+    # The form came back with its error; the focus is still on its button.
+    assert page.evaluate("document.activeElement.id") == "send-event-submit"
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Control+A")
+    page.keyboard.type('{"ok": true}')
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    page.locator(".messages", has_text='Event "nudge" sent.').wait_for()
+    assert waiting.status()["status"] == "waiting"  # kept: it waits for its approval, not this
     page.context.close()
