@@ -8,7 +8,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from support import CHROMIUM
+from support import CHROMIUM, client_for
+from workflows.roles import OPERATORS, VIEWERS
 from workflows.testing import reset_clock
 
 # The demo's payment provider configured as production configures it (README), so that the
@@ -167,3 +168,21 @@ def browser():
         )
         yield browser
         browser.close()
+
+
+# Console clients signed in with a role (workflows.roles).
+
+
+@pytest.fixture
+def viewer(django_user_model):
+    return client_for(django_user_model, VIEWERS)
+
+
+@pytest.fixture
+def operator(django_user_model):
+    return client_for(django_user_model, OPERATORS)
+
+
+@pytest.fixture
+def nobody(django_user_model):
+    return client_for(django_user_model)

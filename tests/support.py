@@ -1,4 +1,5 @@
-"""Helpers for tests that watch real processes (a qcluster, a browser)."""
+"""Helpers for tests: console clients signed in with a role, and watching real processes
+(a qcluster, a browser)."""
 
 import time
 
@@ -16,3 +17,15 @@ def wait_for(condition, cluster, timeout=30.0, what="condition"):
     raise AssertionError(
         f"timed out waiting for {what}; cluster log:\n{cluster.log_path.read_text()[-3000:]}"
     )
+
+
+def client_for(django_user_model, *groups: str):
+    """A test client signed in as a new user who is in `groups` (none: no role at all)."""
+    from django.contrib.auth.models import Group
+    from django.test import Client
+
+    user = django_user_model.objects.create_user(username="-".join(groups) or "nobody", password="pw")
+    user.groups.set(Group.objects.filter(name__in=groups))
+    client = Client()
+    client.force_login(user)
+    return client

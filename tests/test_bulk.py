@@ -8,12 +8,11 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from test_console import client_for, errored_instance
+from test_console import errored_instance
 
 import workflows
 from workflows import bulk
 from workflows.models import Instance
-from workflows.roles import OPERATORS, VIEWERS
 from workflows.selectors import InstanceFilters
 from workflows.testing import run_until_idle
 
@@ -21,16 +20,6 @@ pytestmark = pytest.mark.django_db
 
 BULK_ALL = reverse("workflows:bulk_all")
 ERRORED = InstanceFilters(status="errored")
-
-
-@pytest.fixture
-def operator(django_user_model):
-    return client_for(django_user_model, OPERATORS)
-
-
-@pytest.fixture
-def viewer(django_user_model):
-    return client_for(django_user_model, VIEWERS)
 
 
 def errored(count: int) -> list[str]:

@@ -12,7 +12,7 @@ from django.utils.html import escape
 import workflows
 from workflows import NonRetryableError, workflow
 from workflows.models import Event, Instance, Step
-from workflows.roles import OPERATORS, VIEWERS
+from workflows.roles import OPERATORS
 from workflows.testing import run_until_idle
 
 pytestmark = pytest.mark.django_db
@@ -42,29 +42,6 @@ def waiting_flow(event, step):
 @workflow("console-test-ok")
 def ok_flow(event, step):
     return step.do("echo", lambda: event.payload)
-
-
-def client_for(django_user_model, *groups: str) -> Client:
-    user = django_user_model.objects.create_user(username="-".join(groups) or "nobody", password="pw")
-    user.groups.set(Group.objects.filter(name__in=groups))
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def viewer(django_user_model) -> Client:
-    return client_for(django_user_model, VIEWERS)
-
-
-@pytest.fixture
-def operator(django_user_model) -> Client:
-    return client_for(django_user_model, OPERATORS)
-
-
-@pytest.fixture
-def nobody(django_user_model) -> Client:
-    return client_for(django_user_model)
 
 
 def errored_instance(instance_id: str = "broken") -> workflows.Instance:

@@ -9,12 +9,10 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 from django.utils.html import escape
-from test_console import client_for
 
 import workflows
 from workflows import clock, schedules, workflow
 from workflows.models import Instance, Schedule, Status, Step
-from workflows.roles import OPERATORS, VIEWERS
 from workflows.selectors import mark_queued_behind_limit
 from workflows.testing import advance, run_until_idle
 
@@ -37,16 +35,6 @@ def limited(event, step):
 @workflow("glance-test-quick")
 def quick(event, step):
     return step.do("echo", lambda: "ok")
-
-
-@pytest.fixture
-def operator(django_user_model):
-    return client_for(django_user_model, OPERATORS)
-
-
-@pytest.fixture
-def viewer(django_user_model):
-    return client_for(django_user_model, VIEWERS)
 
 
 def started() -> list[str]:

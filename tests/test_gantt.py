@@ -7,13 +7,11 @@ from datetime import timedelta
 
 import pytest
 from django.urls import reverse
-from test_console import client_for
 
 import workflows
 from workflows import NonRetryableError, clock, workflow
 from workflows.gantt import Gantt, build
 from workflows.models import Instance, Step, StepRun
-from workflows.roles import OPERATORS, VIEWERS
 from workflows.selectors import instance_timeline
 from workflows.testing import advance, reset_clock, run_until_idle
 
@@ -52,16 +50,6 @@ def _real_clock():
     FLAKY["failures"] = 0
     yield
     reset_clock()
-
-
-@pytest.fixture
-def viewer(django_user_model):
-    return client_for(django_user_model, VIEWERS)
-
-
-@pytest.fixture
-def operator(django_user_model):
-    return client_for(django_user_model, OPERATORS)
 
 
 def chart(instance_id: str) -> Gantt:
