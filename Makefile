@@ -53,6 +53,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/retention_bench.py
 	$(PY) bench/metrics_cost.py
 	$(PY) bench/consumer_bench.py
+	$(PY) bench/api_bench.py
 
 # Mutation testing of the engine core against the fast in-process tests (docs/testing.md;
 # [tool.mutmut] in pyproject.toml). Too slow for `make test`: about an hour on one core.
