@@ -137,7 +137,7 @@ def test_failed_instances_are_retried_in_bulk_from_the_list(operator_page, live_
     (tmp_path / "card-fixed").touch()
     for n in (1, 2):
         page.get_by_label(f"select bulk-{n}").check()
-    page.select_option("select[name=action]", "retry")
+    page.locator("#bulk select[name=action]").select_option("retry")  # the selected rows' action
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Apply").click()
 
