@@ -23,6 +23,9 @@ from workflows.testing import run_until_idle
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.slow,
+    # Pages and keys do not depend on the database: once, in the PostgreSQL pass (as
+    # test_browser.py), keeps the suite's time down.
+    pytest.mark.postgres,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make chromium)"),
 ]
 
