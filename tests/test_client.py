@@ -114,3 +114,16 @@ def test_creating_queues_a_django_q2_task_in_the_same_transaction():
 
     workflows.create("client-test-echo")
     assert OrmQ.objects.count() == 1
+
+
+def test_create_batch_takes_at_most_a_thousand_instances_and_finds_repeats_among_them_fast():
+    from workflows.creation import MAX_BATCH
+
+    with pytest.raises(ValueError) as refused:
+        workflows.create_batch("client-test-echo", [{}] * (MAX_BATCH + 1))
+    assert str(refused.value) == "at most 1,000 instances can be created in one batch, got 1,001"
+    assert not Instance.objects.exists()
+
+    with pytest.raises(workflows.InstanceExists) as repeated:  # a quadratic look would take seconds
+        workflows.create_batch("client-test-echo", [{"id": f"i-{n}"} for n in range(999)] + [{"id": "i-5"}])
+    assert str(repeated.value) == "instance id(s) given more than once: i-5"

@@ -6,6 +6,7 @@ Python API) and a run starting a child (step.run_workflow) both come here.
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -17,6 +18,9 @@ from .models import Instance, Status
 from .names import checked_instance_id
 from .payloads import to_json_value
 
+# Instances created in one batch (one transaction): past this, send several batches.
+MAX_BATCH = 1000
+
 
 def create(*, workflow: str, items: list[dict[str, Any]], parent_id: str = "") -> list[Instance]:
     """Create and queue instances of `workflow`, all or none.
@@ -27,6 +31,8 @@ def create(*, workflow: str, items: list[dict[str, Any]], parent_id: str = "") -
     get_workflow(workflow)
     if not isinstance(items, list | tuple):
         raise ValueError(f"instances to create must be a list of dicts, got {type(items).__name__}")
+    if len(items) > MAX_BATCH:
+        raise ValueError(f"at most {MAX_BATCH:,} instances can be created in one batch, got {len(items):,}")
     now = clock.now()
     instances = []
     for position, item in enumerate(items):
@@ -49,7 +55,7 @@ def create(*, workflow: str, items: list[dict[str, Any]], parent_id: str = "") -
             )
         )
     ids = [instance.id for instance in instances]
-    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    repeated = sorted(i for i, times in Counter(ids).items() if times > 1)
     if repeated:
         raise InstanceExists(f"instance id(s) given more than once: {', '.join(repeated)}")
     try:
@@ -58,8 +64,9 @@ def create(*, workflow: str, items: list[dict[str, Any]], parent_id: str = "") -
             if taken:
                 raise InstanceExists(f"instance id(s) already taken: {', '.join(taken)}")
             lifecycle.start(instances)
-    except IntegrityError:
-        raise InstanceExists(f"instance id(s) already taken: {', '.join(ids)}") from None
+    except IntegrityError:  # created meanwhile by a concurrent call: which ones is not known here
+        shown = ", ".join(ids[:10]) + (", ..." if len(ids) > 10 else "")
+        raise InstanceExists(f"one or more of the instance ids were taken meanwhile: {shown}") from None
     return instances
 
 
