@@ -124,6 +124,6 @@ def test_create_batch_takes_at_most_a_thousand_instances_and_finds_repeats_among
     assert str(refused.value) == "at most 1,000 instances can be created in one batch, got 1,001"
     assert not Instance.objects.exists()
 
-    with pytest.raises(workflows.InstanceExists) as repeated:  # a quadratic look would take seconds
+    with pytest.raises(workflows.InstanceExists) as repeated:
         workflows.create_batch("client-test-echo", [{"id": f"i-{n}"} for n in range(999)] + [{"id": "i-5"}])
     assert str(repeated.value) == "instance id(s) given more than once: i-5"
