@@ -57,7 +57,8 @@ class _DateTimeField(forms.DateTimeField):
         moment = super().to_python(value)
         if moment is not None and not _fits_in_utc(moment):
             raise forms.ValidationError("Enter a time between the years 1 and 9999 in UTC.")
-        return moment
+        # In UTC: PostgreSQL refuses an offset beyond 15:59, which Python allows.
+        return moment.astimezone(UTC) if moment is not None else None
 
 
 class InstanceFilterForm(forms.Form):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection
@@ -159,7 +159,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     moment = datetime.fromisoformat(created)
     if not is_instance_id(instance_id) or moment.tzinfo is None:
         raise ValueError(f"invalid page cursor {cursor!r}")
-    return moment, instance_id
+    try:
+        # In UTC, the only zone this module writes: PostgreSQL refuses an offset beyond
+        # 15:59, and a time near year 1 or 9999 may not exist in UTC at all.
+        return moment.astimezone(UTC), instance_id
+    except OverflowError:
+        raise ValueError(f"invalid page cursor {cursor!r}") from None
 
 
 def instance_page(
