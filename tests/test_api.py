@@ -255,6 +255,17 @@ def test_a_body_over_the_payload_limit_is_413_before_it_is_parsed(operator, smal
     assert not Instance.objects.exists()
 
 
+def test_a_chunked_body_without_a_length_is_411_not_read_as_empty(operator):
+    response = operator.client.post(
+        f"{API}/workflows/api-test-waits/instances",
+        data="",
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+    )
+    assert_error(response, 411, "LengthRequired", "Content-Length")
+    assert not Instance.objects.exists()
+
+
 def test_params_that_grow_over_the_limit_once_stored_are_413(operator, small_payload_limit):
     # Compact JSON within the limit that the stored form (with spaces) takes past it.
     compact = json.dumps({"params": [1] * 400}, separators=(",", ":"))

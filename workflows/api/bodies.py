@@ -13,12 +13,15 @@ from django.http import HttpRequest
 from ..errors import MalformedJSON, PayloadTooLarge
 from ..names import shown
 from ..payloads import load_json_text, max_payload_bytes
-from .errors import InvalidRequest
+from .errors import InvalidRequest, LengthRequired
 
 
 def raw_body(request: HttpRequest) -> bytes:
     """The body's bytes; PayloadTooLarge (413) when it is over the payload limit, checked
     from Content-Length before anything is read."""
+    if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+        # Django reads Content-Length bytes of a body, so a chunked one would arrive empty.
+        raise LengthRequired("send the body with a Content-Length header, not in chunks")
     limit = max_payload_bytes()
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)

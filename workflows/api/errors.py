@@ -54,6 +54,12 @@ class MethodNotAllowed(ApiError):
     status = 405
 
 
+class LengthRequired(ApiError):
+    """A body sent in chunks, without Content-Length: a WSGI server hands Django none of it."""
+
+    status = 411
+
+
 class InvalidRequest(ApiError):
     """The body or query is JSON but not what the route takes (a missing or unknown field,
     a value of the wrong type, a bad filter or cursor)."""

@@ -14,6 +14,7 @@ _ERROR_STATUSES = {
     "404": "No such workflow, instance or route (WorkflowNotFound, InstanceNotFound, NotFound)",
     "405": "Not a method of this route (MethodNotAllowed)",
     "409": "The id is taken, or the status forbids the call (InstanceExists, InvalidState)",
+    "411": "A body sent without Content-Length (LengthRequired)",
     "413": "The body or a value is over DURABLE_MAX_PAYLOAD_BYTES (PayloadTooLarge)",
     "422": "Bad params, id, event type, option, filter or cursor (PayloadError, ValueError, InvalidRequest)",
 }
@@ -165,7 +166,7 @@ _PATHS: dict[str, Any] = {
                     },
                     "Created and queued: the instance, or the batch's ids in order",
                 ),
-                **_errors("400", "403", "404", "409", "413", "422"),
+                **_errors("400", "403", "404", "409", "411", "413", "422"),
             },
         }
     },
@@ -221,7 +222,7 @@ _PATHS: dict[str, Any] = {
                 "202": _json(
                     {"type": "object", "properties": {"id": {"type": "integer"}}}, "The event, stored"
                 ),
-                **_errors("400", "403", "404", "409", "413", "422"),
+                **_errors("400", "403", "404", "409", "411", "413", "422"),
             },
         }
     },
@@ -249,7 +250,7 @@ _PATHS: dict[str, Any] = {
                     },
                     "The instance's status after the action",
                 ),
-                **_errors("400", "403", "404", "409", "422"),
+                **_errors("400", "403", "404", "409", "411", "413", "422"),
             },
         }
     },
