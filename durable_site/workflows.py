@@ -78,7 +78,7 @@ def order_fulfilment(event, step):
 def payment_event(body: dict, headers: object) -> SendEvent:
     """The payment provider's "payment confirmed" ({"order_id": "order-44", "payment_id":
     "pay_123", "amount": "42.00"}) as the "payment" event of the order it names."""
-    if not isinstance(body.get("payment_id"), str):
+    if not isinstance(body, dict) or not isinstance(body.get("payment_id"), str):
         raise ValueError('a payment needs "payment_id" (a string)')
     return SendEvent(instance_id=body["order_id"], type="payment", payload=body)
 

@@ -15,10 +15,11 @@ from ..errors import InvalidState
 from ..names import text_problem
 
 # What a delivery's sender could fix: the handler refusing the body (ValueError, or a
-# KeyError or TypeError from a body of another shape than it expects) or an action
-# failing (an unknown instance or workflow, a taken id, bad params: LookupError and
-# ValueError; an instance that no longer takes events: InvalidState).
-REFUSALS: tuple[type[Exception], ...] = (ValueError, LookupError, TypeError, InvalidState)
+# KeyError, TypeError or AttributeError from a body of another shape than it expects:
+# a list where it reads a dict's keys) or an action failing (an unknown instance or
+# workflow, a taken id, bad params: LookupError and ValueError; an instance that no
+# longer takes events: InvalidState).
+REFUSALS: tuple[type[Exception], ...] = (ValueError, LookupError, TypeError, AttributeError, InvalidState)
 
 
 class DeliveryRefused(Exception):

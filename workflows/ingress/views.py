@@ -11,6 +11,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from ..api.errors import error_response
 from ..errors import PayloadTooLarge
+from ..names import shown
 from .actions import DeliveryRefused
 from .body import MalformedBody, check_size
 from .webhooks import InvalidSignature, WebhookNotConfigured, WebhookNotFound, receive
@@ -23,14 +24,15 @@ def hook(request: HttpRequest, name: str) -> JsonResponse:
     if request.method != "POST":
         return error_response(405, "MethodNotAllowed", "webhooks take POST only", headers={"Allow": "POST"})
     announced = request.headers.get("Content-Length") or "0"
-    if not announced.isdigit():
+    if not (announced.isascii() and announced.isdigit()):  # "²" is a digit to str.isdigit
         return error_response(400, "BadRequest", f"the Content-Length header is not a number: {announced!r}")
     try:
         # Refuse a body announced too large before reading it.
         check_size(int(announced))
         outcome = receive(name, raw_body=request.body, headers=request.headers)
-    except WebhookNotFound as exc:
-        return error_response(404, "WebhookNotFound", str(exc))
+    except WebhookNotFound:
+        # Not the list of the hooks there are: the caller is not authenticated.
+        return error_response(404, "WebhookNotFound", f"no webhook named {shown(name)}")
     except (PayloadTooLarge, RequestDataTooBig) as exc:
         return error_response(413, "PayloadTooLarge", str(exc))
     except InvalidSignature as exc:
@@ -38,8 +40,11 @@ def hook(request: HttpRequest, name: str) -> JsonResponse:
         return error_response(401, "InvalidSignature", str(exc))
     except WebhookNotConfigured as exc:
         logger.error("%s", exc)
-        # 503: the sender retries, and succeeds once the secret is set.
-        return error_response(503, "WebhookNotConfigured", str(exc))
+        # 503: the sender retries, and succeeds once the secret is set. (Which setting
+        # is missing is for the log, not for an unauthenticated caller.)
+        return error_response(
+            503, "WebhookNotConfigured", f"webhook {shown(name)} is not configured yet: try again later"
+        )
     except MalformedBody as exc:
         return error_response(400, "MalformedJSON", str(exc))
     except DeliveryRefused as exc:
