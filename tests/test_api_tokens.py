@@ -69,6 +69,15 @@ def test_token_create_refuses_an_unknown_user_and_a_label_taken_in_one_line(ann)
     assert ApiToken.objects.count() == 1
 
 
+@pytest.mark.parametrize("name", ["fake\nadmin-ci  root  dur_ABCDEFGH", "\x1b[31mRED\x1b[0m", "tab\there"])
+def test_a_token_name_with_a_control_character_is_refused_so_token_list_prints_no_forged_row(ann, name):
+    from workflows.api.tokens import create_token
+
+    with pytest.raises(ValueError, match="contains a line break, tab or other control character"):
+        create_token(username="ann", name=name)
+    assert not ApiToken.objects.exists()
+
+
 def test_token_list_shows_name_user_prefix_created_and_last_use_but_never_the_secret(ann):
     used = cli("create", "ann", "--name", "deploy-bot").strip()
     unused = cli("create", "ann", "--name", "spare").strip()

@@ -50,6 +50,11 @@ def create_token(*, username: str, name: str | None = None) -> tuple[ApiToken, s
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     prefix = token[:PREFIX_LENGTH]
     name = prefix if name is None else checked_name(name, what="token name", max_length=MAX_TOKEN_NAME)
+    if not name.isprintable():  # it is printed in a terminal by `token list`
+        raise ValueError(
+            f"token name {shown(name)} contains a line break, tab or other control character: "
+            "use letters, digits, spaces and punctuation"
+        )
     try:
         with transaction.atomic():
             row = ApiToken.objects.create(
