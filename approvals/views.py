@@ -106,6 +106,8 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
             "can_decide": visible and _open(approval),
             "error": error,
             "next": request.POST.get("next", ""),
+            # The card replaces the one decided in: the keyboard focus moves to its outcome.
+            "decided_now": not error,
         }
         return render(request, CARD_TEMPLATE, context, status=422 if error else 200)
     if error:

@@ -208,6 +208,8 @@ def test_an_approver_approves_and_an_operator_retries_a_failed_instance_with_the
     page.keyboard.press("Enter")
     page.locator(".decision", has_text="Approved by you").wait_for()
     assert page.locator(".decision", has_text="Checked with the customer").is_visible()
+    # The card was replaced: the focus moved to its outcome, not back to the page's top.
+    assert page.evaluate("document.activeElement.className") == "decision"
 
     (tmp_path / "card-fixed").touch()
     page.goto(f"{live_server.url}/instances/order-1001/")
