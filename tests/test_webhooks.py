@@ -350,3 +350,10 @@ def test_a_content_length_of_digits_that_are_not_ascii_is_400(client, hook, leng
     response = client.post(hook, b"{}", content_type="application/json", headers={"Content-Length": length})
     assert response.status_code == 400
     assert response.json()["error"]["type"] == "BadRequest"
+
+
+@pytest.mark.parametrize("path", ["/hooks/", "/hooks/payments/", "/hooks/a/b"])
+def test_any_other_path_under_hooks_is_a_json_404(client, path):
+    response = client.post(path, b"{}", content_type="application/json")
+    assert response.status_code == 404
+    assert response.json()["error"]["type"] == "WebhookNotFound"

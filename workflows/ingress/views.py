@@ -64,3 +64,8 @@ def hook(request: HttpRequest, name: str) -> JsonResponse:
     if outcome.duplicate:
         answer["duplicate"] = True
     return JsonResponse(answer)
+
+
+@csrf_exempt
+def no_hook(request: HttpRequest) -> JsonResponse:
+    return error_response(404, "WebhookNotFound", "webhooks are at /hooks/<name>, with no trailing slash")
