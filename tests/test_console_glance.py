@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils.html import escape
 
@@ -180,3 +180,25 @@ def test_the_command_line_lists_a_paused_schedule_as_paused():
     call_command("workflows", "schedules", stdout=out)
     [line] = [line for line in out.getvalue().splitlines() if line.startswith("glance-test-hourly")]
     assert "paused" in line
+
+
+def test_the_command_line_pauses_and_resumes_a_schedule():
+    out = StringIO()
+    call_command("workflows", "schedules", "pause", "glance-test-hourly", stdout=out)
+    assert out.getvalue().strip() == "glance-test-hourly: schedule paused"
+    assert Schedule.objects.get(workflow="glance-test-hourly").paused
+    call_command("workflows", "schedules", "resume", "glance-test-hourly", stdout=StringIO())
+    assert not Schedule.objects.get(workflow="glance-test-hourly").paused
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["pause"], "name the scheduled workflow: workflows schedules pause NAME"),
+        (["pause", "glance-test-quick"], "no scheduled workflow named 'glance-test-quick'"),
+    ],
+)
+def test_the_command_line_refuses_a_bad_schedule_change_clearly(args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("workflows", "schedules", *args)
+    assert not Schedule.objects.filter(paused=True).exists()

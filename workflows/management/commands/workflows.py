@@ -14,7 +14,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from workflows import selectors, services
+from workflows import schedules, selectors, services
 from workflows.api import tokens
 from workflows.errors import InstanceExists, InstanceNotFound, InvalidState, WorkflowNotFound
 from workflows.models import FINISHED_STATUSES, Action, Status
@@ -92,7 +92,12 @@ class Command(BaseCommand):
         send.add_argument("type", type=_text)
         send.add_argument("--payload", type=_text, default="null", help="the payload, as JSON")
 
-        commands.add_parser("schedules", help="list the scheduled workflows and their next due time")
+        listed = commands.add_parser(
+            "schedules",
+            help="list the scheduled workflows and their next due time; or pause/resume NAME's schedule",
+        )
+        listed.add_argument("change", nargs="?", choices=["pause", "resume"])
+        listed.add_argument("workflow", nargs="?", type=_text, metavar="NAME")
 
         consume = commands.add_parser(
             "consume", help="run the named queue consumers (@consumer) until SIGTERM or Ctrl-C"
@@ -153,6 +158,12 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(report, indent=2, ensure_ascii=False))
         elif subcommand == "list":
             self._list(options)
+        elif subcommand == "schedules" and options["change"]:
+            if not options["workflow"]:
+                raise ValueError(f"name the scheduled workflow: workflows schedules {options['change']} NAME")
+            change = schedules.pause_schedule if options["change"] == "pause" else schedules.resume_schedule
+            change(workflow=options["workflow"])
+            self.stdout.write(f"{options['workflow']}: schedule {options['change']}d")
         elif subcommand == "schedules":
             self._schedules()
         elif subcommand == "consume":
