@@ -223,6 +223,18 @@ def test_a_sleep_woken_late_records_how_late_its_run_started(viewer_token):
     assert observed(before, after, "durable_wake_lateness_seconds") == (1, pytest.approx(5.5, abs=0.5))
 
 
+def test_a_sleep_paused_past_its_end_and_resumed_is_not_counted_as_late(viewer_token):
+    before = scrape(viewer_token)
+    inst = workflows.create("metrics-test-sleep")
+    run_until_idle()
+    inst.pause()
+    advance("1 hour")
+    inst.resume()
+    run_until_idle()
+    assert inst.status()["status"] == "complete"
+    assert grown(before, scrape(viewer_token), "durable_wake_lateness_seconds_count") == 0
+
+
 def test_a_retry_after_its_delay_records_how_late_its_run_started(viewer_token):
     before = scrape(viewer_token)
     inst = workflows.create("metrics-test-retry")
