@@ -51,8 +51,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from . import clock
-from .definition import registered_workflows
+from . import clock, selectors
 from .models import Instance, Status, Step, StepKind, StepStatus
 
 logger = logging.getLogger(__name__)
@@ -244,20 +243,18 @@ class DatabaseCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         now = clock.now()
-        counts: dict[str, dict[str, int]] = {name: {} for name in registered_workflows()}
-        rows = Instance.objects.values_list("workflow", "status").annotate(n=Count("id")).order_by()
-        for workflow, status, number in rows:
-            counts.setdefault(workflow, {})[status] = number
         instances = GaugeMetricFamily(
             "durable_instances", "Instances by workflow and status.", labels=["workflow", "status"]
         )
-        for workflow in sorted(counts):
-            for status in Status.values:
-                instances.add_metric([workflow, status], counts[workflow].get(status, 0))
+        # What the console's workflows page shows: every registered workflow (and any still
+        # in the database), every status.
+        for workflow in selectors.workflow_stats():
+            for status, number in workflow.counts.items():
+                instances.add_metric([workflow.name, status], number)
         yield instances
         # A queued instance's updated_at is when it was queued (created, woken, resumed).
         queued = Instance.objects.filter(status=Status.QUEUED).aggregate(
-            number=Count("id"), oldest=Min("updated_at")
+            number=Count("*"), oldest=Min("updated_at")
         )
         yield GaugeMetricFamily(
             "durable_queued_instances", "Instances queued for a run (not yet taken).", value=queued["number"]
