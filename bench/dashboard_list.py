@@ -30,6 +30,7 @@ import django  # noqa: E402
 
 django.setup()
 
+from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
@@ -107,6 +108,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
 
+    settings.DURABLE_METRICS_TOKEN = "bench-metrics-token"
     call_command("migrate", verbosity=0)
     fill(args.rows)
     settle()
@@ -129,6 +131,8 @@ def main() -> None:
         "live update (rows partial)": ("/", {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "instance-rows"}),
         "search id": "/?q=bench-00012345",
         "search params text": "/?q=customer-4242",
+        # GET /metrics: the instance gauges are aggregate queries over the whole table.
+        "metrics scrape": ("/metrics", {"HTTP_AUTHORIZATION": f"Bearer {settings.DURABLE_METRICS_TOKEN}"}),
     }
     print(f"database: {connection.vendor}, instances: {args.rows:,}, {args.repeat} renders each")
     print(f"{'variant':36} {'p50 ms':>8} {'p95 ms':>8} {'p95/target':>11}")
