@@ -171,11 +171,12 @@ def test_the_bearer_scheme_is_case_insensitive(ann):
     assert get(WORKFLOWS, authorization=f"bearer {token}").status_code == 200
 
 
-def test_the_token_of_an_inactive_user_is_refused(ann):
+def test_the_token_of_an_inactive_user_is_refused_and_not_counted_as_used(ann):
     token = cli("create", "ann").strip()
     ann.is_active = False
     ann.save()
     assert get(WORKFLOWS, token).status_code == 401
+    assert ApiToken.objects.get().last_used_at is None
 
 
 def test_a_signed_in_session_without_a_token_is_refused(ann, client):

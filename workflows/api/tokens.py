@@ -78,7 +78,8 @@ def revoke_token(*, name: str) -> None:
 
 
 def token_for(presented: str) -> ApiToken | None:
-    """The token a request presented, with its user, or None; records that it was used."""
+    """The token a request presented, with its user, or None (also when the user is
+    inactive); records that it was used."""
     if not presented.startswith(TOKEN_PREFIX) or len(presented) > MAX_TOKEN_LENGTH:
         return None
     # A lookup by hash needs no constant-time comparison: what the database compares is
@@ -86,8 +87,9 @@ def token_for(presented: str) -> ApiToken | None:
     # at most how much of a hash they guessed, which brings them no closer to a token
     # that has it (they cannot choose a hash's prefix).
     token = ApiToken.objects.select_related("user").filter(key_hash=hash_token(presented)).first()
-    if token is not None:
-        _record_use(token)
+    if token is None or not token.user.is_active:
+        return None
+    _record_use(token)
     return token
 
 
