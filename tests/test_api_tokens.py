@@ -64,7 +64,7 @@ def test_token_create_refuses_an_unknown_user_and_a_label_taken_in_one_line(ann)
     with pytest.raises(CommandError, match="^no user named 'bob'$"):
         cli("create", "bob")
     cli("create", "ann", "--name", "ci")
-    with pytest.raises(CommandError, match="^a token named 'ci' already exists: choose another --name$"):
+    with pytest.raises(CommandError, match="^'ann' already has a token named 'ci': choose another --name$"):
         cli("create", "ann", "--name", "ci")
     assert ApiToken.objects.count() == 1
 
@@ -183,3 +183,14 @@ def test_a_signed_in_session_without_a_token_is_refused(ann, client):
     client.force_login(ann)
     assert client.get("/").status_code == 200  # the console takes the session
     assert client.get(WORKFLOWS).status_code == 401  # the API does not
+
+
+def test_two_users_may_name_a_token_alike_and_revoke_then_says_whose(ann, django_user_model):
+    django_user_model.objects.create_user(username="bo")
+    cli("create", "ann", "--name", "ci")
+    cli("create", "bo", "--name", "ci")
+    with pytest.raises(CommandError, match="^several users have a token named 'ci': say whose with --user"):
+        cli("revoke", "ci")
+    assert cli("revoke", "ci", "--user", "bo").strip() == "revoked ci"
+    assert [token.user.username for token in ApiToken.objects.all()] == ["ann"]
+    assert cli("revoke", "ci").strip() == "revoked ci"  # the only one left of that name

@@ -60,11 +60,20 @@ def test_a_token_without_a_name_is_named_by_its_prefix(alice):
     assert created["secret"].startswith(created["name"])
 
 
-def test_a_name_already_taken_is_refused_clearly_and_nothing_is_created(alice, bob_token):
-    response = alice.post(TOKENS, {"name": "bob-deploys"})
+def test_a_name_one_already_has_is_refused_clearly_and_nothing_is_created(alice):
+    alice.post(TOKENS, {"name": "deploys"})
+    response = alice.post(TOKENS, {"name": "deploys"})
     assert response.status_code == 422
-    assert "already exists" in response.content.decode()
+    assert "already has a token named" in response.content.decode()
     assert ApiToken.objects.count() == 1
+
+
+def test_another_users_token_name_is_free_so_creating_one_tells_nothing_about_theirs(alice, bob_token):
+    response = alice.post(TOKENS, {"name": "bob-deploys"})
+    assert response.status_code == 200
+    assert ApiToken.objects.filter(name="bob-deploys").count() == 2
+    alice.post(REVOKE, {"name": "bob-deploys"})
+    assert ApiToken.objects.get(name="bob-deploys").user.username == "bob"  # hers went, his stayed
 
 
 def test_a_name_too_long_is_refused_clearly(alice):

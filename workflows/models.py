@@ -266,14 +266,18 @@ class ConcurrencyGroup(models.Model):
 
 class ApiToken(models.Model):
     """A bearer token of the HTTP API: it acts as its user. Only a hash of the secret is
-    kept; `prefix` (its first characters) finds and names it."""
+    kept; `prefix` (its first characters) finds and names it. Its name is unique among its
+    user's tokens (not across users: a user must not learn another's token names)."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
-    name = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=16, db_index=True)
     key_hash = models.CharField(max_length=64, unique=True)  # SHA-256 hex of the whole token
     created_at = models.DateTimeField()
     last_used_at = models.DateTimeField(null=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "name"], name="apitoken_unique_name_per_user")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.user})"

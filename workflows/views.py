@@ -335,9 +335,9 @@ def workflow_list(request: HttpRequest) -> HttpResponse:
             "window": window,
             "health": charts.health(window=window, now=now()),
             "workflows": selectors.workflow_stats(),
-            "statuses": Status.values,
-            "schedules": selectors.schedules(),
             "consumers": consumer_rows(),
+            "schedules": selectors.schedules(),
+            "statuses": Status.values,
             "can_operate": request.user.has_perm(OPERATE_PERMISSION),
         },
     )
@@ -403,7 +403,7 @@ def token_revoke(request: HttpRequest) -> HttpResponse:
     name = request.POST.get("name", "")
     # Only one's own: another user's token is answered as if it did not exist.
     if name in {token.name for token in selectors.api_tokens_of(user=request.user)}:
-        tokens.revoke_token(name=name)
+        tokens.revoke_token(name=name, username=request.user.get_username())
         messages.success(request, f'Token "{name}" revoked: requests presenting it are refused from now on.')
     else:
         messages.error(request, f"You have no token named {shown(name)}.")

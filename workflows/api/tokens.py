@@ -61,7 +61,9 @@ def create_token(*, username: str, name: str | None = None) -> tuple[ApiToken, s
                 user=user, name=name, prefix=prefix, key_hash=hash_token(token), created_at=timezone.now()
             )
     except IntegrityError:
-        raise ValueError(f"a token named {shown(name)} already exists: choose another --name") from None
+        raise ValueError(
+            f"{shown(username)} already has a token named {shown(name)}: choose another --name"
+        ) from None
     return row, token
 
 
@@ -70,11 +72,23 @@ def list_tokens() -> list[ApiToken]:
     return list(ApiToken.objects.select_related("user").order_by("created_at", "id"))
 
 
-def revoke_token(*, name: str) -> None:
-    """Delete the token named `name` (requests presenting it get 401 from now on)."""
-    deleted, _ = ApiToken.objects.filter(name=name).delete()
-    if not deleted:
-        raise ValueError(f"no token named {shown(name)} (see `workflows token list`)")
+def revoke_token(*, name: str, username: str | None = None) -> None:
+    """Delete the token named `name` (requests presenting it get 401 from now on): the
+    token of that name of the user `username`, or the only token of that name."""
+    user_model = get_user_model()
+    matching = ApiToken.objects.filter(name=name)
+    if username is not None:
+        matching = matching.filter(**{f"user__{user_model.USERNAME_FIELD}": username})
+    with transaction.atomic():
+        found = list(matching.select_for_update().select_related("user")[:2])
+        if not found:
+            whose = "" if username is None else f" of user {shown(username)}"
+            raise ValueError(f"no token named {shown(name)}{whose} (see `workflows token list`)")
+        if len(found) > 1:
+            raise ValueError(
+                f"several users have a token named {shown(name)}: say whose with --user USERNAME"
+            )
+        found[0].delete()
 
 
 def token_for(presented: str) -> ApiToken | None:

@@ -139,6 +139,7 @@ class Command(BaseCommand):
         token_commands.add_parser("list", help="list the tokens (never their secret)")
         revoke = token_commands.add_parser("revoke", help="delete the token with this label")
         revoke.add_argument("name", type=_text)
+        revoke.add_argument("--user", type=_text, help="whose token, if several have that label")
 
     def handle(self, *args: Any, subcommand: str, **options: Any) -> None:
         try:
@@ -201,7 +202,7 @@ class Command(BaseCommand):
             _, token = tokens.create_token(username=options["username"], name=options["name"])
             self.stdout.write(token)  # alone on its line, for scripts: shown this once only
         elif options["token_command"] == "revoke":
-            tokens.revoke_token(name=options["name"])
+            tokens.revoke_token(name=options["name"], username=options["user"])
             self.stdout.write(f"revoked {options['name']}")
         elif rows := tokens.list_tokens():
             self._table(
