@@ -266,6 +266,19 @@ def test_a_chunked_body_without_a_length_is_411_not_read_as_empty(operator):
     assert not Instance.objects.exists()
 
 
+@pytest.mark.parametrize("length", ["abc", "\u00b2", "-1"])
+def test_a_content_length_that_is_not_a_number_is_400(operator, length):
+    response = operator.client.generic(
+        "POST",
+        f"{API}/workflows/api-test-waits/instances",
+        data=b"{}",
+        content_type="application/json",
+        CONTENT_LENGTH=length,
+    )
+    assert_error(response, 400, "BadRequest", "the Content-Length header is not a number")
+    assert not Instance.objects.exists()
+
+
 def test_params_that_grow_over_the_limit_once_stored_are_413(operator, small_payload_limit):
     # Compact JSON within the limit that the stored form (with spaces) takes past it.
     compact = json.dumps({"params": [1] * 400}, separators=(",", ":"))

@@ -11,7 +11,7 @@ from django.http import HttpRequest
 from ..errors import MalformedJSON, PayloadTooLarge
 from ..names import shown
 from ..payloads import load_json_text, max_payload_bytes
-from .errors import InvalidRequest, LengthRequired
+from .errors import BadRequest, InvalidRequest, LengthRequired
 
 
 def raw_body(request: HttpRequest) -> bytes:
@@ -21,10 +21,10 @@ def raw_body(request: HttpRequest) -> bytes:
         # Django reads Content-Length bytes of a body, so a chunked one would arrive empty.
         raise LengthRequired("send the body with a Content-Length header, not in chunks")
     limit = max_payload_bytes()
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0  # Django reads no body for a Content-Length that is not a number
+    announced = request.META.get("CONTENT_LENGTH") or "0"
+    if not (announced.isascii() and announced.isdigit()):  # Django could not read the body
+        raise BadRequest(f"the Content-Length header is not a number: {shown(announced)}")
+    declared = int(announced)
     if declared > limit:
         raise PayloadTooLarge(_too_large(declared, limit))
     try:

@@ -30,6 +30,12 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+class BadRequest(ApiError):
+    """The request itself is malformed (a header that cannot be read)."""
+
+    status = 400
+
+
 class NotAuthenticated(ApiError):
     """No token, or a token that is not (or no longer) valid."""
 
