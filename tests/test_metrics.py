@@ -327,3 +327,10 @@ def test_a_worker_processs_counters_appear_in_a_scrape_from_another_process(
     assert value(samples, "durable_wake_lateness_seconds_count") == 1
     assert value(samples, "durable_event_resume_seconds_count") == 1
     assert value(samples, "durable_instances", workflow=name, status="complete") == 1
+
+
+def test_metrics_take_get_only_and_say_so_in_json(client):
+    response = client.post("/metrics")
+    assert response.status_code == 405
+    assert response["Allow"] == "GET, HEAD"
+    assert response.json()["error"]["type"] == "MethodNotAllowed"

@@ -111,3 +111,8 @@ def test_the_console_links_to_the_tokens_page(alice, django_user_model):
     user.is_superuser = True
     user.save()
     assert f'href="{TOKENS}"' in alice.get(reverse("workflows:instance_list")).content.decode()
+
+
+def test_the_tokens_page_takes_get_and_post_only(alice):
+    assert alice.put(TOKENS).status_code == 405
+    assert alice.delete(TOKENS).status_code == 405

@@ -18,14 +18,14 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
 from . import bulk, charts, gantt, metrics, schedules, selectors, services
 from .api import tokens
 from .api.auth import authenticate, authorize
-from .api.errors import ApiError, response_for
+from .api.errors import ApiError, error_response, response_for
 from .clock import now
 from .errors import InstanceExists, InstanceNotFound, InvalidState, WorkflowNotFound
 from .forms import (
@@ -367,6 +367,7 @@ def schedule_action(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@require_http_methods(["GET", "HEAD", "POST"])
 def token_list(request: HttpRequest) -> HttpResponse:
     """A signed-in user's own API tokens; a POST creates one, shown on this answer only."""
     form, created, status = CreateTokenForm(), None, 200
@@ -414,10 +415,11 @@ def token_revoke(request: HttpRequest) -> HttpResponse:
 
 
 @csrf_exempt
-@require_GET
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """Prometheus' text format, for a bearer token: DURABLE_METRICS_TOKEN, or an API token
     whose user may view the console (Viewers, Operators)."""
+    if request.method not in ("GET", "HEAD"):
+        return error_response(405, "MethodNotAllowed", "GET /metrics only", headers={"Allow": "GET, HEAD"})
     scheme, _, presented = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
     if not (scheme.lower() == "bearer" and metrics.is_metrics_token(presented.strip())):
         try:
