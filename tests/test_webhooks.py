@@ -357,3 +357,11 @@ def test_any_other_path_under_hooks_is_a_json_404(client, path):
     response = client.post(path, b"{}", content_type="application/json")
     assert response.status_code == 404
     assert response.json()["error"]["type"] == "WebhookNotFound"
+
+
+def test_a_chunked_delivery_without_a_length_is_411_not_read_as_empty(client, hook):
+    response = client.post(
+        hook, "", content_type="application/json", headers={"Transfer-Encoding": "chunked"}
+    )
+    assert response.status_code == 411
+    assert response.json()["error"]["type"] == "LengthRequired"

@@ -23,6 +23,13 @@ logger = logging.getLogger(__name__)
 def hook(request: HttpRequest, name: str) -> JsonResponse:
     if request.method != "POST":
         return error_response(405, "MethodNotAllowed", "webhooks take POST only", headers={"Allow": "POST"})
+    if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower() and not request.META.get(
+        "CONTENT_LENGTH"
+    ):
+        # Django reads Content-Length bytes of a body: a chunked one would arrive empty.
+        return error_response(
+            411, "LengthRequired", "send the body with a Content-Length header, not in chunks"
+        )
     announced = request.headers.get("Content-Length") or "0"
     if not (announced.isascii() and announced.isdigit()):  # "²" is a digit to str.isdigit
         return error_response(400, "BadRequest", f"the Content-Length header is not a number: {announced!r}")
