@@ -387,3 +387,88 @@ def test_a_call_delivered_twice_at_once_is_claimed_by_one_worker_only():
     assert outcome == "skipped"
     assert ran["tea"] == 0
     assert list(StepRun.objects.filter(step_id=call_id).values_list("attempt", flat=True)) == [1]
+
+
+# --- what a call's replay goes through, and what retry and wake-ups change --------------
+
+
+@workflow("parallel-test-child")
+def child_of_map(event, step):
+    return step.do("double", lambda: 2 * event.payload)
+
+
+@workflow("parallel-test-after-child-and-patch")
+def after_child_and_patch(event, step):
+    doubled = step.run_workflow("child", "parallel-test-child", params=21)
+    tagged = "new" if step.patched("tagging") else "old"
+    try:
+        step.do("flaky", lambda: (_ for _ in ()).throw(ValueError("no")), retries={"limit": 0})
+    except StepFailed:
+        pass
+    return step.map("add", lambda n: f"{tagged}:{doubled + n}", [1, 2])
+
+
+def test_a_calls_replay_passes_recorded_children_patches_and_caught_failures_to_reach_its_call():
+    inst = workflows.create("parallel-test-after-child-and-patch")
+    run_until_idle()
+    assert inst.status()["output"] == ["new:43", "new:44"]
+
+
+def test_a_call_whose_replay_does_not_reach_its_group_fails_for_good_naming_why():
+    inst = workflows.create("parallel-test-changing")
+    from workflows.runtime import run_instance
+
+    run_instance(inst.id)
+    call = claimable_calls().order_by("id").last()  # price[1]
+    ran["changed"] = 1  # the workflow now makes one call: the replay cannot reach call 1
+    assert run_call(call.pk) == "failed"
+    call.refresh_from_db()
+    assert call.error["type"] == "NonDeterminismError"
+    assert call.error["message"].startswith(
+        "replaying the workflow to this parallel call did not follow its recorded steps: "
+        'step "price" now makes 1 calls, not 2 or more'
+    )
+    assert call.attempts == 1  # not retried
+
+
+def test_retrying_an_instance_reruns_its_own_failed_calls_and_reopens_their_group_only():
+    failing["coffee"] = 1
+    first = workflows.create("parallel-test-map", params={"items": ["tea", "coffee"]})
+    run_until_idle()
+    failing["coffee"] = 1
+    second = workflows.create("parallel-test-map", params={"items": ["tea", "coffee"]})
+    run_until_idle()
+    assert first.status()["status"] == second.status()["status"] == "errored"
+
+    first.retry()
+    group = Step.objects.get(instance_id=first.id, name="price")
+    assert (group.status, group.error, group.completed_at) == ("waiting", None, None)
+    assert Step.objects.get(instance_id=second.id, name="price[1]").status == "failed"  # untouched
+    run_until_idle()
+    assert first.status()["status"] == "complete"
+    assert second.status()["status"] == "errored"
+
+
+def test_a_calls_retry_moves_a_waiting_instances_wake_up_earlier_never_later_nor_a_paused_ones():
+    from datetime import timedelta
+
+    from workflows import lifecycle
+    from workflows.clock import now
+
+    inst = workflows.create("parallel-test-map", params={"items": ["tea"]})
+    from workflows.runtime import run_instance
+
+    run_instance(inst.id)
+    row = Instance.objects.get(pk=inst.id)
+    soon, later = now() + timedelta(minutes=1), now() + timedelta(minutes=5)
+    lifecycle.due_by(row, later)
+    assert Instance.objects.get(pk=inst.id).wake_at == later
+    lifecycle.due_by(row, soon)
+    assert Instance.objects.get(pk=inst.id).wake_at == soon
+    lifecycle.due_by(row, later)
+    assert Instance.objects.get(pk=inst.id).wake_at == soon  # not pushed back
+
+    inst.pause()
+    paused = Instance.objects.get(pk=inst.id)
+    lifecycle.due_by(paused, now())
+    assert Instance.objects.get(pk=inst.id).wake_at == soon  # a paused instance is woken by resume
