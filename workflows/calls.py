@@ -44,18 +44,22 @@ from .errors import StepFailed
 from .metrics import record_step_end, record_step_start
 from .models import FINISHED_STATUSES, Instance, Status, Step, StepKind, StepRun, StepStatus
 from .names import MAX_STEP_NAME, checked_name
-from .outcomes import OUTCOME_FIELDS, abandoned, record_outcome, recorded_failure, settle
+from .outcomes import (
+    END_WRITE_PAUSES,
+    OUTCOME_FIELDS,
+    OVER,
+    abandoned,
+    record_outcome,
+    recorded_failure,
+    settle,
+)
 from .step import StepContext, WorkflowEvent, call_name
 
 logger = logging.getLogger(__name__)
 
-OVER = (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.TIMED_OUT)
-
 # A call starts only while its instance waits for it (or is being run): not once it is
 # paused, finished, or restarted into a new generation.
 _CALLS_START_WHILE = (Status.WAITING, Status.QUEUED, Status.RUNNING)
-
-_END_WRITE_PAUSES = (0.05, 0.2, 0.5, 1.0, 2.0)
 
 _CALL_FIELDS = ["status", "result", "error", "wake_at", "completed_at", "lease_token", "lease_expires_at"]
 
@@ -277,7 +281,7 @@ class _CallRun:
         if call.status == StepStatus.RETRYING and call.wake_at <= now:
             call.status, call.wake_at = StepStatus.QUEUED, None  # no delay: queue it at once
         call.lease_token, call.lease_expires_at = "", None
-        for pause in (*_END_WRITE_PAUSES, None):
+        for pause in (*END_WRITE_PAUSES, None):
             try:
                 with transaction.atomic():
                     return self._record_end(token, now)

@@ -11,6 +11,14 @@ from .definition import RetryPolicy
 from .errors import StepFailed
 from .models import Step, StepRun, StepStatus
 
+# A recorded step in one of these is over: replaying it returns or raises its outcome.
+OVER = (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.TIMED_OUT)
+
+# A write that records finished work (a step's outcome, the instance's end) is tried this
+# many times, with these pauses, before the run gives up and leaves it to recovery: a
+# transient database error must not throw away a result that was computed.
+END_WRITE_PAUSES = (0.05, 0.2, 0.5, 1.0, 2.0)
+
 
 def settle(
     step: Step, now: datetime, policy: RetryPolicy, *, result: Any = None, failure: Failure | None = None

@@ -41,16 +41,19 @@ from .errors import NonDeterminismError, StepFailed
 from .metrics import record_run_start, record_step_end, record_step_start
 from .models import Instance, Status, Step, StepKind, StepRun, StepStatus
 from .names import MAX_INSTANCE_ID, MAX_STEP_NAME, checked_name, is_instance_id
-from .outcomes import OUTCOME_FIELDS, abandoned, record_outcome, recorded_failure, settle
+from .outcomes import (
+    END_WRITE_PAUSES,
+    OUTCOME_FIELDS,
+    OVER,
+    abandoned,
+    record_outcome,
+    recorded_failure,
+    settle,
+)
 from .payloads import to_json_value
 from .step import StepContext, WorkflowEvent
 
 logger = logging.getLogger(__name__)
-
-# A write that records finished work (a step's outcome, the instance's end) is tried this
-# many times, with these pauses, before the run gives up and leaves it to recovery: a
-# transient database error must not throw away a result that was computed.
-END_WRITE_PAUSES = (0.05, 0.2, 0.5, 1.0, 2.0)
 
 T = TypeVar("T")
 
@@ -69,10 +72,6 @@ class _EngineFailure(ControlFlow):
 
 class _RollingBack(ControlFlow):
     """terminate(rollback=True): the run stops at its first unfinished step to compensate."""
-
-
-# A recorded step in one of these is over: replaying it returns or raises its outcome.
-_OVER = (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.TIMED_OUT)
 
 
 def run_instance(instance_id: str) -> str:
@@ -286,7 +285,7 @@ class _Run:
         step = self.history.get(key)
         if self.compensating:
             return step  # compensations follow wherever the run stopped: no order to check
-        if self.rolling_back and (step is None or step.status not in _OVER):
+        if self.rolling_back and (step is None or step.status not in OVER):
             raise _RollingBack  # the first step not over: compensate from here
         if key in self.position:
             expected = self.history[self.recorded_order[self.reached]]
@@ -574,12 +573,12 @@ class _Run:
                     f'step "{name}" was recorded with {len(members)} parallel calls but the workflow '
                     f"now makes {len(call_list)}"
                 )
-            if group.status not in _OVER:  # woken for a retry or a lost call, or resumed
+            if group.status not in OVER:  # woken for a retry or a lost call, or resumed
                 group, members = self._transact(
                     lambda instance: calls.dispatch(instance, group, policy, clock.now()), durable=False
                 )
         self.history[key] = group
-        if group.status not in _OVER:
+        if group.status not in OVER:
             raise _Suspended
         return calls.outcome(group, members)
 
