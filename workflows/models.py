@@ -298,6 +298,26 @@ class Delivery(models.Model):
         return f"{self.source} {self.delivery_id}"
 
 
+class FailedMessage(models.Model):
+    """How many times a queue consumer has failed one message (by its id, or its body's
+    digest when it has none). A failed message is handed back to the broker unacknowledged
+    and the broker delivers it again (api.md section 12); most brokers do not count
+    deliveries, so the count is kept here until the message succeeds or is dead-lettered."""
+
+    consumer = models.CharField(max_length=100)
+    message_key = models.CharField(max_length=200)
+    deliveries = models.PositiveIntegerField(default=0)
+    failed_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["consumer", "message_key"], name="failed_message_unique_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.consumer} {self.message_key} ({self.deliveries})"
+
+
 class ConsumerCount(models.Model):
     """How many messages a queue consumer handled, failed and dead-lettered in one minute
     (each consumer process adds its counts every few seconds): the console's last hour."""
