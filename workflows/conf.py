@@ -40,6 +40,10 @@ DEFAULTS: dict[str, Any] = {
     # (or the environment variable DURABLE_CONSUMERS=0) leaves that to
     # `manage.py workflows consume NAME...` or to nothing.
     "CONSUMERS": True,
+    # Redis and SQS hand a message a consumer took but never acknowledged (it died) to
+    # another consumer after this many seconds (kombu's own default is an hour); RabbitMQ
+    # does at once, when the dead consumer's connection drops. Longer than any handler.
+    "CONSUMER_VISIBILITY_TIMEOUT": 300.0,
 }
 
 

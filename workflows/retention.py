@@ -17,7 +17,7 @@ from django.db.models import QuerySet
 from . import clock
 from .conf import setting
 from .definition import positive_duration, registered_workflows, workflow_options
-from .models import FINISHED_STATUSES, ConsumerCount, Delivery, Event, Instance, Step, StepRun
+from .models import FINISHED_STATUSES, ConsumerCount, Delivery, Event, FailedMessage, Instance, Step, StepRun
 from .signals import instances_deleted
 
 BATCH = 500
@@ -50,10 +50,12 @@ def purge(finished: QuerySet[Instance]) -> int:
 def purge_expired(*, now: datetime | None = None) -> int:
     """One batch of instances past their retention (the cluster calls this now and then;
     a full batch means more are due), and of the records of webhook deliveries and queue
-    messages received before the default retention."""
+    messages received (or last failed) before the default retention."""
     now = now or clock.now()
     purge_deliveries(now=now)
     ConsumerCount.objects.filter(minute__lt=now - CONSUMER_COUNTS_KEPT).delete()
+    # A failed message's count outlives it only when it went missing from its queue.
+    FailedMessage.objects.filter(failed_at__lt=now - default_retention()).delete()
     return _delete_batch(expired(now))
 
 

@@ -8,10 +8,10 @@ supports works and this module holds no protocol code. What each message meets:
   once (no delivery could succeed);
 - an id seen before (its `message_id`, or an `X-Durable-Delivery` header): acknowledged,
   nothing applied (a redelivery after a crash between the commit and the ack);
-- the handler or an action failing: published again at the back of the queue with its
-  delivery count in the `x-durable-deliveries` header, then acknowledged; at
-  `max_deliveries` it goes to the dead-letter queue with the error in its headers. The
-  count travels with the message, so it holds on every transport and across restarts;
+- the handler or an action failing: its failed delivery is counted in the database
+  (tallies.py: brokers mostly count nothing) and the message is handed back to the broker
+  unacknowledged, which delivers it again; at `max_deliveries` it goes to the dead-letter
+  queue with the error and the count in its headers;
 - the database unreachable: handed back to the broker uncounted, and the loop waits.
 
 The connection is re-made with backoff whenever the broker goes away; an unacknowledged
@@ -27,13 +27,14 @@ import time
 from collections import Counter
 from typing import Any, Protocol
 
-from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
-from django.db.models import F
+from django.db import InterfaceError, OperationalError, connection
 
 from .. import clock
+from ..conf import setting
 from .actions import DeliveryRefused, handle_delivery
 from .body import check_size, parse_body
 from .consumers import Consumer
+from .tallies import add_counts, count_failure, forget_failures, message_key
 from .webhooks import DELIVERY_HEADER
 
 logger = logging.getLogger(__name__)
@@ -44,16 +45,25 @@ ERROR_HEADER = "x-durable-error"
 # one by one, after its commit).
 PREFETCH = 10
 MAX_BACKOFF_SECONDS = 30.0
-TRANSPORT_OPTIONS = {
-    # A message moved to the dead-letter queue (or queued again) is stored by the broker
-    # before its original is acknowledged (AMQP publisher confirms).
-    "confirm_publish": True,
-    # Redis and SQS hand a message taken but never acknowledged (its consumer died) to
-    # another consumer after this long (kombu's default: an hour).
-    "visibility_timeout": 300,
-}
+
+
+def transport_options() -> dict[str, Any]:
+    return {
+        # A message moved to the dead-letter queue is stored by the broker before its
+        # original is acknowledged (AMQP publisher confirms).
+        "confirm_publish": True,
+        # When Redis and SQS hand a message taken but never acknowledged to another consumer.
+        "visibility_timeout": float(setting("CONSUMER_VISIBILITY_TIMEOUT")),
+    }
+
+
 # The consumer's counts go to the database this often (console: the last hour).
 COUNTS_EVERY_SECONDS = 2.0
+# A failed message is handed back after a pause that doubles with each delivery (RabbitMQ
+# and Redis deliver it again at once, to this consumer): a moment for whatever it waits
+# for (an instance being created, a lock) without holding the queue long.
+FIRST_PAUSE_SECONDS = 0.2
+MAX_PAUSE_SECONDS = 2.0
 
 
 class StopFlag(Protocol):
@@ -91,7 +101,7 @@ class ConsumerLoop:
         logger.info('consumer "%s" consuming queue "%s"', self.consumer.name, self.consumer.queue)
         while not self.stopping():
             url = self.consumer.broker_url() or ""  # read again at each connection
-            with Connection(url, transport_options=TRANSPORT_OPTIONS) as broker:
+            with Connection(url, transport_options=transport_options()) as broker:
                 try:
                     broker.connect()
                     backoff = 1.0
@@ -136,15 +146,15 @@ class ConsumerLoop:
         """Handle one message; it is acknowledged (or handed back) before this returns."""
         consumer = self.consumer
         headers = dict(message.headers or {})
-        deliveries = _count(headers.get(DELIVERIES_HEADER)) + 1
         raw = message.body.encode() if isinstance(message.body, str) else bytes(message.body)
         try:
             check_size(len(raw))
             body = parse_body(raw)
         except ValueError as exc:  # MalformedBody, PayloadTooLarge: no delivery could succeed
-            self.dead_letter(message, raw, headers, deliveries, exc)
+            self.dead_letter(message, raw, headers, 1, exc)
             return
         sender_id = message.properties.get("message_id") or headers.get(DELIVERY_HEADER)
+        key = message_key(str(sender_id) if sender_id else None, raw)
         try:
             outcome = handle_delivery(
                 consumer.handler,
@@ -155,38 +165,49 @@ class ConsumerLoop:
                 what=f'consumer "{consumer.name}"',
             )
         except (OperationalError, InterfaceError) as exc:
-            # The database, not the message: hand it back uncounted and wait.
-            logger.warning('consumer "%s": the database is unreachable (%s)', consumer.name, exc)
-            message.requeue()
-            connection.close()
-            self.stop.wait(1.0)
+            self.hand_back_uncounted(message, exc)
             return
         except Exception as exc:
             self.counts["failed"] += 1
             if not isinstance(exc, DeliveryRefused):
                 logger.exception('consumer "%s": the handler failed', consumer.name)
+            try:
+                deliveries = count_failure(consumer.name, key)
+            except (OperationalError, InterfaceError) as db_error:
+                self.hand_back_uncounted(message, db_error)
+                return
             if deliveries >= consumer.max_deliveries:
                 self.dead_letter(message, raw, headers, deliveries, exc)
-            else:
-                logger.warning(
-                    'consumer "%s": message %s failed (delivery %d of %d): %s; delivering it again',
-                    consumer.name,
-                    sender_id or "(no id)",
-                    deliveries,
-                    consumer.max_deliveries,
-                    exc,
-                )
-                self.publish(message, raw, {**headers, DELIVERIES_HEADER: deliveries}, consumer.queue)
-                message.ack()
+                forget_failures(consumer.name, key)
+                return
+            logger.warning(
+                'consumer "%s": message %s failed (delivery %d of %d): %s; handed back to the broker',
+                consumer.name,
+                sender_id or "(no id)",
+                deliveries,
+                consumer.max_deliveries,
+                exc,
+            )
+            self.stop.wait(min(FIRST_PAUSE_SECONDS * 2 ** (deliveries - 1), MAX_PAUSE_SECONDS))
+            message.requeue()
             return
         message.ack()
         self.counts["handled"] += 1
+        if message.delivery_info.get("redelivered"):
+            forget_failures(consumer.name, key)  # a count left by earlier failed deliveries
         logger.info(
             'consumer "%s": message %s: %s',
             consumer.name,
             sender_id or "(no id)",
             "a repeat, acknowledged" if outcome.duplicate else f"applied {outcome.applied} action(s)",
         )
+
+    def hand_back_uncounted(self, message: Any, error: Exception) -> None:
+        """The database, not the message, failed: the broker keeps it, and the loop waits."""
+        logger.warning('consumer "%s": the database is unreachable (%s)', self.consumer.name, error)
+        message.requeue()
+        connection.close()
+        self.stop.wait(1.0)
 
     def dead_letter(self, message: Any, raw: bytes, headers: dict, deliveries: int, error: Exception) -> None:
         error_text = (
@@ -235,33 +256,6 @@ class ConsumerLoop:
         except (OperationalError, InterfaceError):
             self.counts.update(counts)  # kept for the next save
             connection.close()
-
-
-def add_counts(consumer_name: str, counts: Counter[str]) -> None:
-    from ..models import ConsumerCount
-
-    now = clock.now()
-    minute = now.replace(second=0, microsecond=0)
-    increments = {field: F(field) + counts[field] for field in ("handled", "failed", "dead_lettered")}
-    rows = ConsumerCount.objects.filter(consumer=consumer_name, minute=minute)
-    if rows.update(**increments):
-        return
-    try:
-        with transaction.atomic():
-            ConsumerCount.objects.create(
-                consumer=consumer_name,
-                minute=minute,
-                **{field: counts[field] for field in ("handled", "failed", "dead_lettered")},
-            )
-    except IntegrityError:  # another process of the same consumer made the row just now
-        rows.update(**increments)
-
-
-def _count(value: Any) -> int:
-    try:
-        return max(int(value), 0)
-    except (TypeError, ValueError):
-        return 0
 
 
 def run_consumers(consumers: list[Consumer], stop: threading.Event) -> None:
