@@ -179,11 +179,11 @@ def test_a_look_sleeps_only_until_the_next_sleeper_is_due_and_never_zero_when_ov
 
     workflows.create("timers-test-nap", params="1 minute")
     run_until_idle()
-    monkeypatch.setattr(timers, "seconds_until_next_wake", lambda now: 0.05)
+    monkeypatch.setattr(timers, "seconds_until_next_wake", lambda now, ahead: 0.05)
     assert timers.Timer().look() == 0.05
-    monkeypatch.setattr(timers, "seconds_until_next_wake", lambda now: -3.0)  # overdue
+    monkeypatch.setattr(timers, "seconds_until_next_wake", lambda now, ahead: -3.0)  # overdue
     assert timers.Timer().look() == 0.002
-    monkeypatch.setattr(timers, "seconds_until_next_wake", lambda now: 60.0)
+    monkeypatch.setattr(timers, "seconds_until_next_wake", lambda now, ahead: 60.0)
     assert timers.Timer().look() == setting("TIMER_INTERVAL")
     assert lifecycle.seconds_until_next_wake(now=workflows.now()) > 59
 

@@ -16,6 +16,11 @@ DEFAULTS: dict[str, Any] = {
     # retry delays and wait deadlines and recover abandoned runs, at most (a timer sleeps
     # less when one is due sooner).
     "TIMER_INTERVAL": 0.2,
+    # The timer queues a sleeper (or a retry delay, or a wait's deadline) this many seconds
+    # before it is due, and its run waits out the rest in its worker: the queue, the
+    # dispatch to a worker and the claim then happen before the wake-up, not after it.
+    # (A run never continues early; it holds a worker for at most this long.)
+    "WAKE_AHEAD_SECONDS": 0.05,
     # A run inside a cluster worker holds its instance with a lease this long, renewed
     # every HEARTBEAT_SECONDS by the worker's timer thread: a killed worker is noticed
     # within about this long, whatever its step's timeout.

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -262,10 +262,11 @@ def reopen(instance: Instance, now: datetime, *, new_generation: bool) -> None:
 # --- many at once: the timers -----------------------------------------------------------
 
 
-def wake_due_instances(*, now: datetime | None = None) -> int:
-    """Queue waiting instances whose sleep, retry delay or wait deadline has come."""
+def wake_due_instances(*, now: datetime | None = None, ahead: timedelta = timedelta(0)) -> int:
+    """Queue waiting instances whose sleep, retry delay or wait deadline has come, or comes
+    within `ahead` (the timer's DURABLE_WAKE_AHEAD_SECONDS: their runs wait out the rest)."""
     now = now or clock.now()
-    due = Instance.objects.filter(status=Status.WAITING, wake_at__lte=now)
+    due = Instance.objects.filter(status=Status.WAITING, wake_at__lte=now + ahead)
     # Look before taking the write lock: on SQLite a write transaction blocks all writers.
     if not due.exists():
         return 0
@@ -310,9 +311,10 @@ def recover_abandoned_runs(*, now: datetime | None = None) -> int:
     return len(rows)
 
 
-def seconds_until_next_wake(*, now: datetime) -> float | None:
-    """How long until the earliest waiting instance is due (None: nobody waits)."""
+def seconds_until_next_wake(*, now: datetime, ahead: timedelta = timedelta(0)) -> float | None:
+    """How long until the earliest waiting instance is due, `ahead` of time (None: nobody
+    waits)."""
     # (One waiting without a deadline, for its children or parallel calls, is not due.)
     waiting = Instance.objects.filter(status=Status.WAITING, wake_at__isnull=False).order_by("wake_at")
     earliest = list(waiting.values_list("wake_at", flat=True)[:1])
-    return (earliest[0] - now).total_seconds() if earliest else None
+    return (earliest[0] - ahead - now).total_seconds() if earliest else None

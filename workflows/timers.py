@@ -16,6 +16,7 @@ import logging
 import random
 import threading
 import time
+from datetime import timedelta
 
 from django.db import connection
 
@@ -33,10 +34,14 @@ def tick() -> int:
     now = clock.now()
     return (
         start_due(now=now)
-        + wake_due_instances(now=now)
+        + wake_due_instances(now=now, ahead=wake_ahead())
         + recover_abandoned_runs(now=now)
         + calls.wake_for_lost_calls(now=now)
     )
+
+
+def wake_ahead() -> timedelta:
+    return timedelta(seconds=setting("WAKE_AHEAD_SECONDS"))
 
 
 _started = threading.Event()
@@ -83,7 +88,7 @@ class Timer:
                 return 0.0  # a full batch: more may be due at once
             # Sleep until the next wake-up if it comes before the next look, so that a
             # sleeper is resumed on time rather than up to an interval late.
-            due_in = seconds_until_next_wake(now=clock.now())
+            due_in = seconds_until_next_wake(now=clock.now(), ahead=wake_ahead())
         except Exception:
             logger.exception("durable timer tick failed; retrying")
             connection.close()
