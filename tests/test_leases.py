@@ -10,16 +10,18 @@ import threading
 import time
 from collections import Counter
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django_q.exceptions import TimeoutException
 
 import workflows
 from workflows import clock, leases, workflow
+from workflows.calls import run_call
 from workflows.conf import setting
-from workflows.models import Instance, StepRun
+from workflows.models import Instance, Step, StepRun
 from workflows.tasks import run_instance
-from workflows.testing import advance
+from workflows.testing import advance, run_until_idle
 from workflows.timers import tick
 
 pytestmark = pytest.mark.django_db
@@ -27,6 +29,7 @@ pytestmark = pytest.mark.django_db
 calls: Counter[str] = Counter()
 looks: list[int] = []  # what each look of the timer took: instances queued or taken back
 beats: list[int] = []  # leases each beat of the heartbeat renewed
+call_leases: list[float] = []  # seconds left on a running call's lease after each beat
 
 
 @pytest.fixture(autouse=True)
@@ -34,6 +37,7 @@ def _reset():
     calls.clear()
     looks.clear()
     beats.clear()
+    call_leases.clear()
 
 
 @pytest.fixture
@@ -194,6 +198,36 @@ def test_in_a_worker_the_heartbeat_keeps_a_step_longer_than_the_lease_from_being
     assert leases.renew_held_leases() == 0  # the run has let go of its lease
 
 
+def outlast_the_lease_in_a_parallel_call(item: int) -> int:
+    calls["call"] += 1
+    for _ in range(3):  # three seconds: twice LEASE_SECONDS
+        timer_looks_after(1)
+        beats.append(leases.renew_held_leases())
+        call = Step.objects.get(status="running", group__isnull=False)
+        call_leases.append((call.lease_expires_at - clock.now()).total_seconds())
+    return item
+
+
+@workflow("leases-test-long-call-in-a-worker")
+def long_call_in_a_worker(event, step):
+    return step.map("long", outlast_the_lease_in_a_parallel_call, [7], timeout="30 minutes")
+
+
+def test_in_a_worker_the_heartbeat_renews_the_lease_of_a_parallel_call_it_runs(heartbeat):
+    inst = workflows.create("leases-test-long-call-in-a-worker")
+    run_instance(inst.id)  # the instance waits for its call
+    call_id = Step.objects.get(group__isnull=False).pk
+
+    assert run_call(call_id) == "succeeded"
+
+    assert calls["call"] == 1
+    assert looks == [0, 0, 0]
+    assert beats == [1, 1, 1]
+    assert all(0 < left <= setting("LEASE_SECONDS") for left in call_leases)  # renewed, not dropped
+    run_until_idle()
+    assert inst.status() == {"status": "complete", "output": [7], "error": None}
+
+
 def beat_then_die() -> str:
     calls["step"] += 1
     if calls["step"] == 1:
@@ -247,10 +281,61 @@ def test_a_heartbeat_beat_that_fails_logs_it_and_beats_again_on_time(monkeypatch
     monkeypatch.setattr(leases, "renew_held_leases", broken)
     with caplog.at_level("ERROR", logger="workflows.leases"):
         pause = leases.beat()
-    assert "could not renew leases" in caplog.text
+    assert caplog.messages == ["durable heartbeat could not renew leases; retrying"]
     assert 0 < pause <= setting("HEARTBEAT_SECONDS")
 
 
 def test_a_slow_beat_starts_the_next_at_once(monkeypatch):
     monkeypatch.setattr(leases, "renew_held_leases", lambda: time.sleep(setting("HEARTBEAT_SECONDS") + 0.01))
     assert leases.beat() == 0.0
+
+
+# --- the heartbeat thread -------------------------------------------------------------
+
+
+def test_a_worker_starts_one_heartbeat_thread_which_does_not_keep_the_process_alive(monkeypatch):
+    """The thread's loop is replaced by one that notes where it runs and ends at once, so
+    that no heartbeat outlives the test."""
+    ran = []
+    done = threading.Event()
+
+    def note_the_thread():
+        thread = threading.current_thread()
+        ran.append((thread.name, thread.daemon))
+        done.set()
+
+    monkeypatch.setattr(leases, "_renewing", threading.Event())
+    monkeypatch.setattr(leases, "_beat_forever", note_the_thread)
+    leases.start_heartbeat()
+    leases.start_heartbeat()  # once per process
+
+    assert done.wait(timeout=5)
+    for thread in threading.enumerate():
+        if thread.name == "durable-heartbeat":
+            thread.join(timeout=5)
+    assert ran == [("durable-heartbeat", True)]
+    now = clock.now()
+    assert leases.on_claim(now) == now + timedelta(seconds=setting("LEASE_SECONDS"))  # short from now on
+
+
+class ProcessEnds(Exception):
+    """Ends a thread's endless loop in a test (in a worker the loop ends with its process)."""
+
+
+def sleeps_until_the_third(slept: list[float]):
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) == 3:
+            raise ProcessEnds
+
+    return SimpleNamespace(sleep=sleep)
+
+
+def test_the_heartbeat_thread_beats_again_after_each_pause_its_beat_asks_for(monkeypatch):
+    pauses, slept = iter([0.25, 0.1, 0.0]), []
+    monkeypatch.setattr(leases, "beat", lambda: next(pauses))
+    monkeypatch.setattr(leases, "time", sleeps_until_the_third(slept))
+
+    with pytest.raises(ProcessEnds):
+        leases._beat_forever()
+    assert slept == [0.25, 0.1, 0.0]
