@@ -2,23 +2,22 @@
 started, completed and errored per hour, p50/p95 durations, compute against wall time,
 and the slowest and most failing steps, all from SQL aggregates."""
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.core.cache import cache
+from django.db import connection, transaction
 from django.urls import reverse
 
-from workflows import charts
-from workflows.models import Instance, Step, StepRun
+import workflows
+from workflows import NonRetryableError, charts, clock, hours, workflow
+from workflows.models import Instance, RollupMark, Step, StepRun, WorkflowHour
+from workflows.testing import run_until_idle
 
 pytestmark = pytest.mark.django_db
 
 NOW = datetime(2026, 12, 1, 12, 30, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def _no_hours_kept_from_another_test():
-    cache.clear()
 
 
 def instance(
@@ -158,12 +157,151 @@ def test_attempts_are_read_for_the_latest_instances_that_ended_and_the_share_sca
     assert [step.name for step in chart.slowest] == ["step"]
 
 
-def test_an_hour_that_has_ended_is_aggregated_once_and_the_current_hour_at_every_view():
-    instance("a", "billing", created=NOW - timedelta(hours=2), lasted=timedelta(seconds=1))
-    assert by_name()["billing"].started == 1
-    # Rows cannot appear in a past hour in real life; here they show the figures are kept.
-    instance("b", "billing", created=NOW - timedelta(hours=2), lasted=timedelta(seconds=1))
-    instance("c", "billing", created=NOW - timedelta(minutes=10))  # the current hour
-    assert by_name()["billing"].started == 2
-    cache.clear()
-    assert by_name()["billing"].started == 3
+# --- the hours kept by the timers (hours.roll_up) ---------------------------------------
+
+WEEK_BEGIN = hours.hour_of(NOW - timedelta(days=7))
+WEEK_END = hours.hour_of(NOW) + hours.HOUR
+
+
+def a_busy_week() -> None:
+    """Instances of three workflows over the last eight days: every status, durations from
+    a second to hours, instances that end in a later hour than they started."""
+    statuses = ["complete", "complete", "errored", "terminated", "complete", None]
+    for n in range(300):
+        created = NOW - timedelta(minutes=37 * n + 3)
+        status = statuses[n % len(statuses)]
+        lasted = timedelta(seconds=1 + (n * 7919) % 9000) if status else None
+        workflow = ["billing", "reports", "onboarding"][n % 3]
+        instance(f"i{n}", workflow, created=created, lasted=lasted, status=status or "running")
+
+
+def kept(begin: datetime = WEEK_BEGIN, end: datetime = WEEK_END) -> dict:
+    return {start: workflows for start, workflows in hours.figures(begin=begin, end=end).items() if workflows}
+
+
+def live(begin: datetime = WEEK_BEGIN, end: datetime = WEEK_END) -> dict:
+    return {start: workflows for start, workflows in hours.aggregate(begin, end).items() if workflows}
+
+
+def test_the_kept_hours_show_what_a_live_aggregate_of_their_instances_shows():
+    a_busy_week()
+    before = live()
+    week = by_name("7d")
+    assert hours.roll_up(now=NOW) == 8 * 24  # every closed hour back to the longest window and a day
+    assert WorkflowHour.objects.exists()
+    assert RollupMark.objects.get(name="hours").up_to == hours.hour_of(NOW)
+    assert kept() == before
+    assert by_name("7d") == week
+
+
+def test_an_hour_rolled_up_twice_is_kept_once_with_the_same_figures():
+    a_busy_week()
+    hours.roll_up(now=NOW)
+    rows = list(WorkflowHour.objects.order_by("hour", "workflow").values())
+    assert hours.roll_up(now=NOW) == 0  # the mark has moved: nothing is left to do
+    # As a second cluster would, having read the mark before the first one moved it.
+    RollupMark.objects.filter(name="hours").update(up_to=hours.hour_of(NOW) - timedelta(days=3))
+    assert hours.roll_up(now=NOW) == 3 * 24
+    assert list(WorkflowHour.objects.order_by("hour", "workflow").values()) == rows
+
+
+def test_a_late_rollup_keeps_every_hour_it_missed_and_forgets_those_no_window_shows():
+    a_busy_week()
+    hours.roll_up(now=NOW - timedelta(days=2))
+    later = NOW + timedelta(days=1)
+    assert hours.roll_up(now=later) == 3 * 24
+    assert kept(WEEK_BEGIN, WEEK_END) == live(WEEK_BEGIN, WEEK_END)
+    oldest = WorkflowHour.objects.order_by("hour").first().hour
+    assert oldest >= hours.hour_of(later - hours.KEPT)
+
+
+def test_the_current_hour_and_an_hour_closed_less_than_the_grace_ago_are_aggregated_live():
+    now = datetime(2026, 12, 1, 12, 3, tzinfo=UTC)  # 11:00-12:00 closed 3 minutes ago
+    instance(
+        "early", "billing", created=datetime(2026, 12, 1, 10, 10, tzinfo=UTC), lasted=timedelta(seconds=1)
+    )
+    hours.roll_up(now=now)
+    assert RollupMark.objects.get(name="hours").up_to == datetime(2026, 12, 1, 11, tzinfo=UTC)
+    instance(
+        "late", "billing", created=datetime(2026, 12, 1, 11, 59, tzinfo=UTC), lasted=timedelta(minutes=2)
+    )
+    instance("now", "billing", created=now, lasted=timedelta(seconds=1))
+    started = {hour.start.hour: hour.started for hour in charts.health(window="24h", now=now)[0].hours}
+    assert (started[10], started[11], started[12]) == (1, 1, 1)
+    # A row written into an hour already kept is not seen (the engine writes none: an
+    # instance's times are the times it is written, GRACE before its hour is kept).
+    instance("backdated", "billing", created=datetime(2026, 12, 1, 10, 20, tzinfo=UTC))
+    assert charts.health(window="24h", now=now)[0].started == 3
+
+
+def declined(instance_id: str) -> str:
+    if not Instance.objects.filter(pk=instance_id, params__fixed=True).exists():
+        raise NonRetryableError("the card was declined")
+    return "charged"
+
+
+@workflow("charts-test-charge")
+def charge_flow(event, step):
+    return step.do("charge", declined, event.instance_id)
+
+
+def test_an_instance_retried_after_its_hour_was_kept_counts_as_an_error_then_a_completion():
+    inst = workflows.create("charts-test-charge", id="card")
+    run_until_idle()
+    clock.shift(timedelta(hours=2))
+    hours.roll_up(now=clock.now())  # the hour it errored in is kept with its error
+    Instance.objects.filter(pk="card").update(params={"fixed": True})
+    inst.retry()
+    run_until_idle()
+    [chart] = charts.health(window="24h", now=clock.now())
+    # The charts count ends as events: it errored, then completed two hours later.
+    assert (chart.started, chart.errored, chart.completed) == (1, 1, 1)
+    assert [hour.errored for hour in chart.hours][-3] == 1 and chart.hours[-1].completed == 1
+    # A live aggregate of the rows sees the instance as it is now: complete.
+    since = chart.hours[0].start
+    ended = live(since, since + 24 * hours.HOUR)
+    assert sum(f.errored for hour in ended.values() for f in hour.values()) == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_timers_rolling_up_at_once_keep_each_hour_once():
+    a_busy_week()
+    before = live()
+    holding, go_on = threading.Event(), threading.Event()
+    rolled: dict[str, int] = {}
+
+    def first() -> None:
+        with transaction.atomic():  # its lock on the mark is held until this commits
+            rolled["first"] = hours.roll_up(now=NOW)
+            holding.set()
+            go_on.wait(10)
+        connection.close()
+
+    def second() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            rolled["pid"] = cursor.fetchone()[0]
+        rolled["second"] = hours.roll_up(now=NOW)
+        connection.close()
+
+    threads = [threading.Thread(target=first)]
+    threads[0].start()
+    assert holding.wait(10)
+    threads.append(threading.Thread(target=second))
+    threads[1].start()
+    deadline = time.monotonic() + 10
+    while not rolled.get("pid") or not waiting_for_a_lock(rolled["pid"]):
+        assert time.monotonic() < deadline, "the second rollup never waited for the first"
+        time.sleep(0.02)
+    go_on.set()
+    for thread in threads:
+        thread.join(10)
+    assert (rolled["first"], rolled["second"]) == (8 * 24, 0)
+    assert kept() == before
+
+
+def waiting_for_a_lock(pid: int) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT cardinality(pg_blocking_pids(%s)) > 0", [pid])
+        return cursor.fetchone()[0]

@@ -256,3 +256,25 @@ def test_the_timers_of_a_clusters_workers_take_turns_so_the_cluster_looks_about_
     assert all(4 * interval * 0.5 <= pause <= 4 * interval * 1.5 for pause in pauses)
     assert len(set(pauses)) > 1  # at random points, so that they do not look all at once
     assert timers.Timer(spread=0).look() == interval  # a process that is not a worker looks alone
+
+
+def test_a_timer_rolls_up_the_workflows_pages_figures_when_its_rollup_look_is_due_then_a_minute_later():
+    from workflows import timers
+    from workflows.models import FinishedCount, RollupMark, WorkflowHour
+
+    inst = workflows.create("timers-test-nap", params="1 second")
+    run_until_idle()
+    clock.shift(timedelta(hours=1))
+    run_until_idle()
+    assert status_of(inst) == "complete"
+    clock.shift(timedelta(hours=2))
+    timer = timers.Timer()
+    assert 1 <= timer.next_rollup_look - time.monotonic() <= 5  # soon, spread out
+    timer.look()
+    assert not RollupMark.objects.exists()  # not yet due
+
+    timer.next_rollup_look = 0
+    timer.look()
+    assert sum(WorkflowHour.objects.values_list("started", flat=True)) == 1  # its hours are kept
+    assert FinishedCount.objects.get().number == 1  # it is added up
+    assert timer.next_rollup_look - time.monotonic() > timers.ROLLUP_LOOK_SECONDS - 1

@@ -20,6 +20,11 @@ class InstanceAdmin(admin.ModelAdmin):
     inlines = [StepInline]
     readonly_fields = [f.name for f in Instance._meta.fields]
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        """Deleting goes through the console, `inst.delete()` or `workflows purge`, which
+        also keep the workflows page's counts (counts.forget) and tell `instances_deleted`."""
+        return False
+
 
 @admin.register(StepRun)
 class StepRunAdmin(admin.ModelAdmin):

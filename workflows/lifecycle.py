@@ -21,7 +21,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import F, Q, QuerySet
 
-from . import clock, concurrency, leases
+from . import clock, concurrency, counts, leases
 from .dispatch import enqueue_run
 from .models import Instance, Status, Step, StepKind, StepStatus
 from .signals import instance_finished
@@ -249,6 +249,7 @@ def request_rollback(instance: Instance, now: datetime) -> None:
 
 def reopen(instance: Instance, now: datetime, *, new_generation: bool) -> None:
     """Retry (same generation) or restart (a new one): clear the ending and queue a run."""
+    counts.forget([(instance.workflow, instance.status, instance.finished_at)])
     instance.rollback_requested = False
     fields = ["output", "error", "error_traceback", "failed_step_key", "finished_at", "rollback_requested"]
     if new_generation:

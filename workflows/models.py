@@ -335,3 +335,54 @@ class ConsumerCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.consumer} {self.minute:%Y-%m-%dT%H:%MZ}"
+
+
+class WorkflowHour(models.Model):
+    """One workflow's figures for one hour that has closed, aggregated once from its
+    instances by the timers (workflows/hours.py): the workflows page's charts read these
+    instead of the instance rows."""
+
+    workflow = models.CharField(max_length=200)
+    hour = models.DateTimeField()  # its start, UTC
+    started = models.PositiveIntegerField(default=0)  # created in the hour
+    # Ended in the hour by themselves (a terminated one is in the wall time only).
+    completed = models.PositiveIntegerField(default=0)
+    errored = models.PositiveIntegerField(default=0)
+    # Creation to end: of the complete and errored ones; the wall time of all that ended.
+    p50_ms = models.FloatField(null=True)
+    p95_ms = models.FloatField(null=True)
+    wall_ms = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["hour", "workflow"], name="workflow_hour_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.workflow} {self.hour:%Y-%m-%dT%HZ}"
+
+
+class FinishedCount(models.Model):
+    """How many instances of a workflow are in a finished status and ended before the
+    counts' mark (workflows/counts.py): the workflows page counts only the others."""
+
+    workflow = models.CharField(max_length=200)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    number = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workflow", "status"], name="finished_count_unique_status")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow} {self.status}: {self.number}"
+
+
+class RollupMark(models.Model):
+    """How far a periodic rollup (workflows/rollups.py) has gone: what happened before
+    `up_to` is in its table."""
+
+    name = models.CharField(primary_key=True, max_length=20)
+    up_to = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} up to {self.up_to:%Y-%m-%dT%H:%M:%SZ}"

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.db.models import QuerySet
 
-from . import clock
+from . import clock, counts
 from .conf import setting
 from .definition import positive_duration, registered_workflows, workflow_options
 from .models import FINISHED_STATUSES, ConsumerCount, Delivery, Event, FailedMessage, Instance, Step, StepRun
@@ -28,12 +28,14 @@ def default_retention() -> timedelta:
 
 
 def delete_rows(instance_ids: list[str]) -> None:
-    """Delete these instances and everything recorded of them, in the caller's
-    transaction, children before parents (no row loaded but their ids)."""
+    """Delete these instances (locked by the caller's transaction) and everything recorded
+    of them, children before parents, and take them off the settled counts."""
+    instances = Instance.objects.filter(pk__in=instance_ids)
+    counts.forget(instances.values_list("workflow", "status", "finished_at"))
     Event.objects.filter(instance_id__in=instance_ids).delete()
     StepRun.objects.filter(step__instance_id__in=instance_ids).delete()
     Step.objects.filter(instance_id__in=instance_ids).only("pk").delete()
-    Instance.objects.filter(pk__in=instance_ids).only("pk").delete()
+    instances.only("pk").delete()
     instances_deleted.send(sender=None, instance_ids=list(instance_ids))
 
 

@@ -10,7 +10,7 @@ from django.db import connection
 from django.db.models import Count, F, Func, OrderBy, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 
-from . import clock, concurrency
+from . import clock, concurrency, counts
 from .definition import registered_workflows
 from .errors import InstanceNotFound
 from .models import ApiToken, Event, Instance, Schedule, Status, Step, StepKind
@@ -224,13 +224,12 @@ class WorkflowStats:
 
 def workflow_stats() -> list[WorkflowStats]:
     """Every registered workflow (and any still in the database) with counts by status."""
-    counts: dict[str, dict[str, int]] = {
+    by_name: dict[str, dict[str, int]] = {
         name: dict.fromkeys(Status.values, 0) for name in registered_workflows()
     }
-    # COUNT(*): PostgreSQL counts from the (workflow, status) index alone, without reading ids.
-    for row in Instance.objects.order_by().values("workflow", "status").annotate(n=Count("*")):
-        counts.setdefault(row["workflow"], dict.fromkeys(Status.values, 0))[row["status"]] = row["n"]
-    return [WorkflowStats(name=name, counts=counts[name]) for name in sorted(counts)]
+    for workflow, status, number in counts.by_workflow_and_status():
+        by_name.setdefault(workflow, dict.fromkeys(Status.values, 0))[status] = number
+    return [WorkflowStats(name=name, counts=by_name[name]) for name in sorted(by_name)]
 
 
 @dataclass(frozen=True)

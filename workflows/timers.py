@@ -1,13 +1,15 @@
 """The timer thread: starts scheduled workflows, wakes due instances, recovers runs (and
-parallel calls) whose worker died and deletes finished instances past their retention.
+parallel calls) whose worker died, deletes finished instances past their retention and
+rolls up the workflows page's figures.
 
 Inside `manage.py qcluster` each worker process runs a timer thread (django-q2's own
 scheduler only looks every ~30 s, too coarse for sleeps and retries). Together the timers
 of a cluster look about every DURABLE_TIMER_INTERVAL seconds, or sooner when a sleeper is
-due sooner, and about once a
-minute deletes a batch of finished instances past their retention. Several timers on
-several hosts are safe: the transitions they make (lifecycle.py, schedules.py,
-retention.py) claim rows under a lock, SKIP LOCKED on PostgreSQL (SQLite has one writer).
+due sooner; each timer, about once a minute, deletes a batch of finished instances past
+their retention and rolls up what the workflows page shows (hours.py, counts.py). Several
+timers on several hosts are safe: the transitions they make (lifecycle.py, schedules.py,
+retention.py) claim rows under a lock, SKIP LOCKED on PostgreSQL (SQLite has one writer),
+and the rollups lock their mark (rollups.py).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from datetime import timedelta
 
 from django.db import connection
 
-from . import calls, clock, retention
+from . import calls, clock, counts, hours, retention
 from .conf import setting
 from .lifecycle import BATCH, recover_abandoned_runs, seconds_until_next_wake, wake_due_instances
 from .schedules import start_due
@@ -40,6 +42,14 @@ def tick() -> int:
     )
 
 
+def roll_up() -> None:
+    """Keep the hours that have closed and add up the instances that have ended, for the
+    workflows page (each does nothing when another timer just did)."""
+    now = clock.now()
+    hours.roll_up(now=now)
+    counts.settle(now=now)
+
+
 def wake_ahead() -> timedelta:
     return timedelta(seconds=setting("WAKE_AHEAD_SECONDS"))
 
@@ -56,8 +66,9 @@ def start_timer_thread() -> None:
 
 
 # How often a timer looks for finished instances past their retention (a full batch
-# deleted: it looks again at once).
+# deleted: it looks again at once), and rolls up the workflows page's figures.
 RETENTION_LOOK_SECONDS = 60.0
+ROLLUP_LOOK_SECONDS = 60.0
 
 
 class Timer:
@@ -73,6 +84,7 @@ class Timer:
         self.spread = max(1, spread)
         # Soon after start, at a random moment, so that the timers of many workers spread out.
         self.next_retention_look = time.monotonic() + random.uniform(1, 5)
+        self.next_rollup_look = time.monotonic() + random.uniform(1, 5)
 
     def look(self) -> float:
         """Delete a batch past its retention when it is time, then tick; return how long
@@ -84,6 +96,9 @@ class Timer:
             if time.monotonic() >= self.next_retention_look:
                 if retention.purge_expired() < retention.BATCH:
                     self.next_retention_look = time.monotonic() + RETENTION_LOOK_SECONDS
+            if time.monotonic() >= self.next_rollup_look:
+                roll_up()
+                self.next_rollup_look = time.monotonic() + ROLLUP_LOOK_SECONDS
             if tick() >= BATCH:
                 return 0.0  # a full batch: more may be due at once
             # Sleep until the next wake-up if it comes before the next look, so that a
