@@ -109,12 +109,17 @@ def test_the_slowest_and_the_most_failing_steps():
 
 def test_the_geometry_fits_the_chart():
     hour = datetime(2026, 12, 1, 11, 0, tzinfo=UTC)
-    for n in range(4):
-        instance(f"i{n}", "billing", created=hour, lasted=timedelta(seconds=n + 1), status="complete")
+    for n, status in enumerate(["complete", "complete", "complete", "errored"]):
+        instance(f"i{n}", "billing", created=hour, lasted=timedelta(seconds=n + 1), status=status)
     chart = by_name()["billing"]
     assert chart.peak == 4
-    bar = next(bar for bar in chart.throughput_bars() if bar["hour"].started)
-    assert bar["started_y"] == pytest.approx(0) and bar["started_h"] == pytest.approx(60)
+    # The 11:00 hour is the 23rd of the window: x = 220. 4 started fill the chart's 60
+    # high; 3 completed stand 45 high beside them, the errored one 15 on top of those.
+    assert chart.throughput_paths() == {
+        "started": "M220,0.00h4v60.00h-4z",
+        "completed": "M224,15.00h5v45.00h-5z",
+        "errored": "M224,0.00h5v15.00h-5z",
+    }
     points = chart.duration_lines()["p95_ms"].split()
     assert len(points) == 1 and float(points[0].split(",")[1]) == pytest.approx(0)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
@@ -44,6 +44,8 @@ class Figures:
     wall_ms: float = 0.0
 
 
+FIGURES = [field.name for field in fields(Figures)]
+
 # {hour start: {workflow: its figures}}, an hour without instances absent or empty.
 Hours = dict[datetime, dict[str, Figures]]
 
@@ -59,10 +61,9 @@ def figures(*, begin: datetime, end: datetime) -> Hours:
     hours: Hours = defaultdict(dict)
     if begin < rolled_up_to:
         # Read after the mark: the rows of every hour before it were committed with it.
-        for row in WorkflowHour.objects.filter(hour__gte=begin, hour__lt=rolled_up_to):
-            hours[row.hour][row.workflow] = Figures(
-                row.started, row.completed, row.errored, row.p50_ms, row.p95_ms, row.wall_ms
-            )
+        kept = WorkflowHour.objects.filter(hour__gte=begin, hour__lt=rolled_up_to)
+        for hour, workflow, *values in kept.values_list("hour", "workflow", *FIGURES):
+            hours[hour][workflow] = Figures(*values)
     for start, workflows in aggregate(max(begin, rolled_up_to), end).items():
         hours[start] = workflows
     return hours
@@ -91,16 +92,16 @@ def roll_up(*, now: datetime) -> int:
 
 def _keep(hours: Hours) -> None:
     rows = [
-        WorkflowHour(workflow=workflow, hour=start, **vars(figures))
+        WorkflowHour(workflow=workflow, hour=start, **vars(hour))
         for start, workflows in hours.items()
-        for workflow, figures in workflows.items()
+        for workflow, hour in workflows.items()
     ]
     # Unique per hour and workflow: a row written twice is written once.
     WorkflowHour.objects.bulk_create(
         rows,
         update_conflicts=True,
         unique_fields=["hour", "workflow"],
-        update_fields=[name for name in vars(Figures())],
+        update_fields=FIGURES,
     )
 
 
