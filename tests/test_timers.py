@@ -4,8 +4,11 @@ or DURABLE_TIMER_INTERVAL. Every run the engine queues is a django-q2 task namin
 instance."""
 
 import logging
+import random
+import threading
 import time
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django_q.exceptions import TimeoutException
@@ -16,7 +19,7 @@ from workflows import clock, workflow
 from workflows.broker import RUN_TASK
 from workflows.conf import setting
 from workflows.lifecycle import seconds_until_next_wake
-from workflows.models import Instance
+from workflows.models import Instance, Step
 from workflows.tasks import run_instance
 from workflows.testing import run_until_idle
 from workflows.timers import tick
@@ -69,6 +72,11 @@ def killed_step(event, step):
 @workflow("timers-test-wait")
 def wait(event, step):
     return step.wait_for_event("go", type="go")
+
+
+@workflow("timers-test-call")
+def one_call(event, step):
+    return step.map("call", str, [1])
 
 
 def abandoned_instance():
@@ -215,7 +223,7 @@ def test_a_look_that_fails_logs_it_and_waits_a_second(monkeypatch, caplog):
     monkeypatch.setattr(timers, "start_due", broken)
     with caplog.at_level(logging.ERROR, logger="workflows.timers"):
         assert timers.Timer().look() == 1.0
-    assert "durable timer tick failed" in caplog.text
+    assert caplog.messages == ["durable timer tick failed; retrying"]
 
 
 def test_a_timer_deletes_expired_instances_when_its_retention_look_is_due_then_a_minute_later(monkeypatch):
@@ -248,6 +256,64 @@ def test_a_timer_whose_retention_look_deleted_a_full_batch_looks_again_next_time
     assert purges == [1, 1]
 
 
+def test_a_look_sleeps_only_until_a_sleeper_due_before_its_next_look():
+    from workflows.timers import Timer
+
+    inst = workflows.create("timers-test-nap", params="1 minute")
+    run_until_idle()
+    time_passes(Instance.objects.get(pk=inst.id).wake_at - clock.now() - timedelta(seconds=0.1))
+
+    assert 0 < Timer().look() <= 0.1  # its last tenth of a second, not a whole interval
+
+
+def test_a_look_counts_an_instance_it_queued_because_a_parallel_calls_worker_died():
+    from workflows.calls import _claim
+
+    inst = workflows.create("timers-test-call")
+    run_instance(inst.id)  # it waits for its call
+    OrmQ.objects.all().delete()  # the tasks of its creation and of its call
+    _claim(Step.objects.get(instance_id=inst.id, group__isnull=False).pk, clock.now())  # then its worker dies
+
+    time_passes(timedelta(seconds=setting("LEASE_GRACE_SECONDS") + 1))
+    assert tick() == 1
+    assert take_queued_runs() == [inst.id]
+
+
+class Always(random.Random):
+    """A random source that always draws `at`: 0.0 the low end of any range, 1.0 its high end."""
+
+    def __init__(self, at: float) -> None:
+        super().__init__()
+        self.at = at
+
+    def random(self) -> float:
+        return self.at
+
+
+@pytest.mark.parametrize(("at", "seconds"), [(0.0, 1), (1.0, 5)])
+def test_a_timers_first_retention_and_rollup_looks_come_one_to_five_seconds_after_it_starts(
+    monkeypatch, at, seconds
+):
+    from workflows import timers
+
+    monkeypatch.setattr(timers, "random", Always(at))
+    timer = timers.Timer()
+    assert seconds - 0.1 < timer.next_retention_look - time.monotonic() <= seconds
+    assert seconds - 0.1 < timer.next_rollup_look - time.monotonic() <= seconds
+
+
+def test_a_retention_look_is_made_at_the_moment_it_falls_due(monkeypatch):
+    from workflows import retention, timers
+
+    purges = []
+    monkeypatch.setattr(retention, "purge_expired", lambda: purges.append(1) or 0)
+    monkeypatch.setattr(timers, "time", SimpleNamespace(monotonic=lambda: 100.0))
+    timer = timers.Timer()
+    timer.next_retention_look = 100.0
+    timer.look()
+    assert purges == [1]
+
+
 def test_the_timers_of_a_clusters_workers_take_turns_so_the_cluster_looks_about_every_interval():
     from workflows import timers
 
@@ -278,3 +344,75 @@ def test_a_timer_rolls_up_the_workflows_pages_figures_when_its_rollup_look_is_du
     assert sum(WorkflowHour.objects.values_list("started", flat=True)) == 1  # its hours are kept
     assert FinishedCount.objects.get().number == 1  # it is added up
     assert timer.next_rollup_look - time.monotonic() > timers.ROLLUP_LOOK_SECONDS - 1
+
+
+@pytest.mark.parametrize(("at", "turn"), [(0.0, 0.5), (1.0, 1.5)])
+def test_even_the_timers_of_two_workers_look_at_random_points_of_their_turn(monkeypatch, at, turn):
+    from workflows import timers
+
+    monkeypatch.setattr(timers, "random", Always(at))
+    assert timers.Timer(spread=2).look() == pytest.approx(2 * setting("TIMER_INTERVAL") * turn)
+
+
+# --- the timer thread ----------------------------------------------------------------------
+
+
+def test_a_worker_starts_one_timer_thread_which_does_not_keep_the_process_alive(monkeypatch):
+    """The thread's loop is replaced by one that notes where it runs and ends at once, so
+    that no timer outlives the test."""
+    from workflows import timers
+
+    ran = []
+    done = threading.Event()
+
+    def note_the_thread():
+        thread = threading.current_thread()
+        ran.append((thread.name, thread.daemon))
+        done.set()
+
+    monkeypatch.setattr(timers, "_started", threading.Event())
+    monkeypatch.setattr(timers, "_run_forever", note_the_thread)
+    timers.start_timer_thread()
+    timers.start_timer_thread()  # once per process
+
+    assert done.wait(timeout=5)
+    for thread in threading.enumerate():
+        if thread.name == "durable-timer":
+            thread.join(timeout=5)
+    assert ran == [("durable-timer", True)]
+
+
+class ProcessEnds(Exception):
+    """Ends the thread's endless loop in a test (in a worker the loop ends with its process)."""
+
+
+@pytest.mark.parametrize(("workers", "spread"), [(4, 4), (0, 1)])
+def test_the_timer_thread_looks_again_after_each_pause_taking_turns_with_the_clusters_workers(
+    monkeypatch, workers, spread
+):
+    from django_q.conf import Conf
+
+    from workflows import timers
+
+    timers_made, slept = [], []
+
+    class Looks(timers.Timer):
+        def __init__(self, spread: int) -> None:
+            super().__init__(spread)
+            timers_made.append(self)
+
+        def look(self) -> float:
+            return [0.2, 0.05, 0.0][len(slept)]
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) == 3:
+            raise ProcessEnds
+
+    monkeypatch.setattr(Conf, "WORKERS", workers)
+    monkeypatch.setattr(timers, "Timer", Looks)
+    monkeypatch.setattr(timers, "time", SimpleNamespace(sleep=sleep, monotonic=time.monotonic))
+    with pytest.raises(ProcessEnds):
+        timers._run_forever()
+    assert [timer.spread for timer in timers_made] == [spread]
+    assert slept == [0.2, 0.05, 0.0]
