@@ -13,7 +13,6 @@ from pathlib import Path
 
 import glance_workflows  # noqa: F401 - registers the workflows in this process too
 import pytest
-from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone
 
@@ -136,7 +135,6 @@ def test_a_bulk_retry_of_a_whole_filter_shows_its_progress(open_page, glance_clu
 
 def test_screenshots_of_the_charts_and_the_tokens_page(open_page, screenshots):
     """The workflows page's charts over a day of synthetic history, and the tokens page."""
-    cache.clear()  # no hour's figures kept from another test
     now = timezone.now()
     for n in range(400):
         created = now - timedelta(minutes=3.5 * n)
