@@ -75,19 +75,24 @@ def roll_up(*, now: datetime) -> int:
     closed = hour_of(now - GRACE)
     oldest = hour_of(now - KEPT)
     rolled = 0
-    while (mark(MARK) or oldest) < closed:  # looked at first without a lock: mostly, nothing to do
+    while True:
+        # Aggregated before the lock, which is held for the writes only (on SQLite, the
+        # lock of every writer); the mark says whether another timer did it meanwhile.
+        seen = mark(MARK) or oldest
+        begin = max(seen, oldest)
+        end = min(closed, begin + CHUNK * HOUR)
+        if begin >= end:
+            return rolled
+        figures = aggregate(begin, end)
         with transaction.atomic():
             held = locked_mark(MARK, start=oldest)
-            begin = max(held.up_to, oldest)
-            end = min(closed, begin + CHUNK * HOUR)
-            if begin >= end:
-                break  # another timer rolled them up meanwhile
-            _keep(aggregate(begin, end))
+            if held.up_to != seen:
+                continue  # another timer kept these hours meanwhile: look again
+            _keep(figures)
             WorkflowHour.objects.filter(hour__lt=oldest).delete()
             held.up_to = end
             held.save(update_fields=["up_to"])
         rolled += int((end - begin) / HOUR)
-    return rolled
 
 
 def _keep(hours: Hours) -> None:
