@@ -72,21 +72,32 @@ def forget(instances: Iterable[tuple[str, str, datetime | None]]) -> None:
 
 def by_workflow_and_status() -> list[tuple[str, str, int]]:
     """(workflow, status, how many) of every workflow and status with instances."""
+    as_value = connection.ops.adapt_datetimefield_value
+    params = {
+        "name": MARK,
+        "seen": as_value(mark(MARK) or NOTHING_SETTLED),
+        "nothing": as_value(NOTHING_SETTLED),
+    }
     with connection.cursor() as cursor:
-        cursor.execute(_COUNTS, [MARK, connection.ops.adapt_datetimefield_value(NOTHING_SETTLED)])
+        cursor.execute(_COUNTS, params)
         return [(workflow, status, int(number)) for workflow, status, number in cursor.fetchall()]
 
 
-# One statement, so that it sees the settled counts and the instances at one moment
-# (two could fall on either side of a settle and count an instance twice or not at all).
-# The live part reads the `finished_at` index: an instance that has not ended has none.
+# One statement, so that it sees the settled counts and the instances at one moment: the
+# instances counted live are those that have not ended (no `finished_at`) and those that
+# ended after the mark as this statement sees it. (Two statements could fall on either
+# side of a settle and count an instance twice or not at all.) The mark read just before
+# (`seen`, never later than the statement's) bounds the range of the `finished_at` index
+# to read, which a mark known only as the statement runs would not.
 _COUNTS = """
     SELECT workflow, status, SUM(number) FROM (
         SELECT workflow, status, number FROM workflows_finishedcount
         UNION ALL
         SELECT workflow, status, COUNT(*) FROM workflows_instance
-        WHERE finished_at IS NULL OR finished_at >= COALESCE(
-            (SELECT up_to FROM workflows_rollupmark WHERE name = %s), %s
+        WHERE finished_at IS NULL OR (
+            finished_at >= %(seen)s AND finished_at >= COALESCE(
+                (SELECT up_to FROM workflows_rollupmark WHERE name = %(name)s), %(nothing)s
+            )
         )
         GROUP BY workflow, status
     ) AS counted
