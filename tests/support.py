@@ -1,5 +1,5 @@
-"""Helpers for tests: console clients signed in with a role, and watching real processes
-(a qcluster, a browser)."""
+"""Helpers for tests: console clients signed in with a role, watching real processes
+(a qcluster, a browser), and PostgreSQL's view of who waits for a lock."""
 
 import time
 
@@ -29,3 +29,21 @@ def client_for(django_user_model, *groups: str):
     client = Client()
     client.force_login(user)
     return client
+
+
+def backend_pid() -> int:
+    """This thread's PostgreSQL backend."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def is_blocked(pid: int) -> bool:
+    """Whether PostgreSQL backend `pid` waits for a lock another transaction holds."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT cardinality(pg_blocking_pids(%s)) > 0", [pid])
+        return cursor.fetchone()[0]

@@ -11,6 +11,7 @@ from django.db import connection, transaction
 from django.urls import reverse
 
 import workflows
+from support import backend_pid, is_blocked
 from workflows import NonRetryableError, charts, clock, hours, workflow
 from workflows.models import Instance, RollupMark, Step, StepRun, WorkflowHour
 from workflows.testing import run_until_idle
@@ -284,9 +285,7 @@ def test_two_timers_rolling_up_at_once_keep_each_hour_once():
         connection.close()
 
     def second() -> None:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            rolled["pid"] = cursor.fetchone()[0]
+        rolled["pid"] = backend_pid()
         rolled["second"] = hours.roll_up(now=NOW)
         connection.close()
 
@@ -296,7 +295,7 @@ def test_two_timers_rolling_up_at_once_keep_each_hour_once():
     threads.append(threading.Thread(target=second))
     threads[1].start()
     deadline = time.monotonic() + 10
-    while not rolled.get("pid") or not waiting_for_a_lock(rolled["pid"]):
+    while not rolled.get("pid") or not is_blocked(rolled["pid"]):
         assert time.monotonic() < deadline, "the second rollup never waited for the first"
         time.sleep(0.02)
     go_on.set()
@@ -304,9 +303,3 @@ def test_two_timers_rolling_up_at_once_keep_each_hour_once():
         thread.join(10)
     assert (rolled["first"], rolled["second"]) == (8 * 24, 0)
     assert kept() == before
-
-
-def waiting_for_a_lock(pid: int) -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT cardinality(pg_blocking_pids(%s)) > 0", [pid])
-        return cursor.fetchone()[0]

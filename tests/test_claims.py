@@ -13,6 +13,7 @@ import pytest
 from django.db import connection, transaction
 
 import workflows
+from support import backend_pid, is_blocked
 from workflows import leases, workflow
 from workflows.models import Instance, Status, Step, StepRun
 from workflows.tasks import run_instance
@@ -158,19 +159,6 @@ def count_calls() -> str:
 @workflow("claims-test-locked-row")
 def locked_row(event, step):
     return step.do("step", count_calls)
-
-
-def backend_pid() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        return cursor.fetchone()[0]
-
-
-def is_blocked(pid: int) -> bool:
-    """Whether PostgreSQL backend `pid` waits for a lock another transaction holds."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT cardinality(pg_blocking_pids(%s)) > 0", [pid])
-        return cursor.fetchone()[0]
 
 
 def claim_until_the_other_waits(instance_id: str, waiter_pid: int, holding: threading.Event) -> None:

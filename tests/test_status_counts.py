@@ -11,6 +11,7 @@ import pytest
 from django.db import connection, transaction
 
 import workflows
+from support import backend_pid, is_blocked
 from workflows import NonRetryableError, clock, counts, retention, selectors, workflow
 from workflows.models import FinishedCount, Instance
 from workflows.rollups import GRACE
@@ -186,18 +187,6 @@ def test_the_workflows_page_lists_every_registered_workflow_and_any_with_instanc
 # --- on PostgreSQL, a settle and a retry or delete at the same moment ----------------------
 
 
-def backend_pid() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        return cursor.fetchone()[0]
-
-
-def blocked(pid: int) -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT cardinality(pg_blocking_pids(%s)) > 0", [pid])
-        return cursor.fetchone()[0]
-
-
 def in_thread(target) -> tuple[threading.Thread, dict]:
     """Run `target` in a thread with its own connection; the dict gets its backend pid."""
     seen: dict = {}
@@ -216,7 +205,7 @@ def in_thread(target) -> tuple[threading.Thread, dict]:
 
 def wait_until_blocked(seen: dict) -> None:
     deadline = time.monotonic() + 10
-    while not (seen.get("pid") and blocked(seen["pid"])):
+    while not (seen.get("pid") and is_blocked(seen["pid"])):
         assert time.monotonic() < deadline, "the other transaction never waited"
         time.sleep(0.02)
 

@@ -11,6 +11,7 @@ from django_q.exceptions import TimeoutException
 from django_q.models import OrmQ
 
 import workflows
+from support import backend_pid, is_blocked
 from workflows import workflow
 from workflows.lifecycle import recover_abandoned_runs, wake_due_instances
 from workflows.models import Instance
@@ -64,19 +65,6 @@ def queued_runs(instance_id: str) -> int:
 
 def status(instance_id: str) -> str:
     return Instance.objects.get(pk=instance_id).status
-
-
-def backend_pid() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        return cursor.fetchone()[0]
-
-
-def blocked(pid: int) -> bool:
-    """Whether PostgreSQL backend `pid` waits for a lock another transaction holds."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT cardinality(pg_blocking_pids(%s)) > 0", [pid])
-        return cursor.fetchone()[0]
 
 
 def wait_until(condition, what: str, timeout: float = 10.0):
@@ -186,9 +174,9 @@ def test_two_timers_ticking_at_once_queue_a_due_instance_exactly_once(make_due, 
     try:
         # The first timer takes the instance and stops, its transaction open, at queuing the run.
         first.begin()
-        wait_until(lambda: blocked(first.pid), "the first timer to reach the queue")
+        wait_until(lambda: is_blocked(first.pid), "the first timer to reach the queue")
         second.begin()
-        wait_until(lambda: second.done or blocked(second.pid), "the second timer to finish or wait")
+        wait_until(lambda: second.done or is_blocked(second.pid), "the second timer to finish or wait")
         second_waited = not second.done
     finally:
         queue_lock.release()
