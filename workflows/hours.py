@@ -83,12 +83,12 @@ def roll_up(*, now: datetime) -> int:
         end = min(closed, begin + CHUNK * HOUR)
         if begin >= end:
             return rolled
-        figures = aggregate(begin, end)
+        computed = aggregate(begin, end)
         with transaction.atomic():
             held = locked_mark(MARK, start=oldest)
             if held.up_to != seen:
                 continue  # another timer kept these hours meanwhile: look again
-            _keep(figures)
+            _keep(computed)
             WorkflowHour.objects.filter(hour__lt=oldest).delete()
             held.up_to = end
             held.save(update_fields=["up_to"])
