@@ -183,6 +183,10 @@ def test_a_call_whose_worker_died_is_recorded_abandoned_and_run_again():
     assert inst.status()["status"] == "complete"
     attempts = list(StepRun.objects.filter(step_id=call_id).values_list("attempt", "outcome", "error_type"))
     assert attempts == [(1, "failed", "AttemptAbandoned"), (2, "succeeded", "")]
+    assert StepRun.objects.get(step_id=call_id, attempt=1).error_message == (
+        'attempt 1 of step "price[0]" never finished: '
+        "its worker stopped (crashed, killed, or went past its timeout)"
+    )
     assert ran["tea"] == 1
 
 
@@ -412,6 +416,28 @@ def test_a_calls_replay_passes_recorded_children_patches_and_caught_failures_to_
     inst = workflows.create("parallel-test-after-child-and-patch")
     run_until_idle()
     assert inst.status()["output"] == ["new:43", "new:44"]
+
+
+@workflow("parallel-test-failing-child")
+def failing_child(event, step):
+    raise LookupError("no such order")
+
+
+@workflow("parallel-test-after-failed-child")
+def after_failed_child(event, step):
+    try:
+        step.run_workflow("child", "parallel-test-failing-child")
+    except StepFailed as failed:
+        seen = str(failed)
+    return step.map("echo", lambda n: f"{n}: {seen}", [1])
+
+
+def test_a_calls_replay_raises_a_failed_childs_failure_as_the_run_did():
+    inst = workflows.create("parallel-test-after-failed-child")
+    run_until_idle()
+    assert inst.status()["output"] == [
+        '1: step "child" failed after 1 attempt(s): LookupError: no such order'
+    ]
 
 
 def test_a_call_whose_replay_does_not_reach_its_group_fails_for_good_naming_why():

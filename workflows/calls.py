@@ -371,9 +371,7 @@ class _Replay:
     def child_step(self, key: str, name: str, *args: Any, wait: bool) -> Any:
         step = self._over(key, StepKind.CHILD)
         if step.status == StepStatus.FAILED:
-            failure = StepFailed(name, 1, step.error["type"], step.error["message"])
-            failure._step_key = key
-            raise failure
+            raise StepFailed(name, 1, step.error["type"], step.error["message"])
         return step.result
 
     def parallel_step(
