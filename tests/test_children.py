@@ -203,6 +203,23 @@ def default_ids_flow(event, step):
     ]
 
 
+@workflow("children-test-paused-before-child")
+def paused_before_child(event, step):
+    step.do("pause myself", workflows.get(event.instance_id).pause)
+    return step.run_workflow("child", "children-test-child")
+
+
+def test_a_parent_paused_during_a_step_starts_no_child_until_resumed():
+    parent = workflows.create("children-test-paused-before-child")
+    run_until_idle()
+    assert parent.status()["status"] == "paused"
+    assert not Instance.objects.filter(parent_id=parent.id).exists()
+
+    parent.resume()
+    run_until_idle()
+    assert parent.status()["output"] == {"doubled": 2}
+
+
 def test_default_child_ids_keep_the_step_name_readable_and_differ_for_a_name_used_again():
     parent = workflows.create("children-test-default-ids", id="p")
     run_until_idle()

@@ -135,6 +135,15 @@ def test_between_looks_the_timer_sleeps_until_the_earliest_sleeper_is_due():
     assert -61 < seconds_until_next_wake(now=workflows.now()) <= -59  # overdue: look at once
 
 
+def test_a_paused_sleeper_does_not_bring_the_timers_next_look_forward():
+    soon = workflows.create("timers-test-nap", params="1 minute")
+    workflows.create("timers-test-nap", params="1 hour")
+    run_until_idle()
+    soon.pause()
+
+    assert 3599 < seconds_until_next_wake(now=workflows.now()) <= 3600
+
+
 def test_every_run_the_engine_queues_for_a_worker_is_a_task_naming_its_instance():
     sleeper = workflows.create("timers-test-nap")
     waiter = workflows.create("timers-test-wait")
