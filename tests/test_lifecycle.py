@@ -3,6 +3,8 @@
 from collections import Counter
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 import workflows
 from workflows import InvalidState, workflow
@@ -228,6 +230,31 @@ def test_restart_from_a_step_keeps_what_this_instance_recorded_in_its_latest_gen
     assert calls["load"] == 4  # nothing loaded again
     kept = Step.objects.filter(instance_id="second", generation=3).order_by("id")
     assert list(kept.values_list("name", "result")) == [("load", 4), ("charge", "charge"), ("cool-off", None)]
+
+
+@workflow("lifecycle-test-many-steps")
+def many_steps_flow(event, step):
+    for number in range(event.payload):
+        step.do(f"step {number}", record, "step")
+    return step.do("last", record, "last")
+
+
+def test_restart_from_a_step_copies_the_steps_before_it_in_as_many_queries_however_many_they_are():
+    first = workflows.create("lifecycle-test-many-steps", params=1)
+    few = workflows.create("lifecycle-test-many-steps", params=2)
+    many = workflows.create("lifecycle-test-many-steps", params=6)
+    run_until_idle()
+    first.restart(from_step="last")  # the first restart may set things up once (the counts' mark)
+
+    queries = []
+    for inst in (few, many):
+        with CaptureQueriesContext(connection) as captured:
+            inst.restart(from_step="last")
+        queries.append(len(captured))
+    assert queries[0] == queries[1]
+    run_until_idle()
+    kept = Step.objects.filter(instance_id=many.id, generation=2, name__startswith="step")
+    assert [step.runs.count() for step in kept] == [1] * 6  # each with its attempt
 
 
 def test_restart_from_the_first_step_is_a_restart_from_the_start():
