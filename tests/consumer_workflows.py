@@ -17,6 +17,8 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 QUEUE = os.environ.setdefault("DURABLE_TEST_QUEUE", f"durable-test-{os.getpid()}")
 os.environ.setdefault("TEST_RABBIT_URL", RABBIT_URL)
 os.environ.setdefault("TEST_REDIS_URL", REDIS_URL)
+# TEST_SQS_URL is set by test_consumers.py once it has started an SQS emulator (moto's
+# server) in the test process; the clusters it starts inherit it.
 # A message whose delivery id starts with this kills its consumer process right after its
 # actions commit, before the ack, once (the marker file says it happened).
 KILL_PREFIX = "kill-after-commit-"
@@ -46,6 +48,7 @@ def handle(body, headers):
 
 consumer("test-rabbit", broker_setting="TEST_RABBIT_URL", queue=QUEUE, max_deliveries=3)(handle)
 consumer("test-redis", broker_setting="TEST_REDIS_URL", queue=QUEUE)(handle)
+consumer("test-sqs", broker_setting="TEST_SQS_URL", queue=QUEUE, max_deliveries=3)(handle)
 
 
 def _kill_after_commit(sender, instance, created, **kwargs):

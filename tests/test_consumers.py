@@ -1,5 +1,6 @@
-"""Events from message queues (api.md section 12), against the real local RabbitMQ and Redis:
-a message's actions commit before it is acknowledged, failures are delivered again and then
+"""Events from message queues (api.md section 12), against the real local RabbitMQ and Redis,
+and SQS as moto's server emulates it (the SQS API over HTTP, in the test process): a
+message's actions commit before it is acknowledged, failures are delivered again and then
 dead-lettered, an id acts once, and nothing is lost when a consumer or the broker dies."""
 
 import json
@@ -21,7 +22,7 @@ import consumer_workflows
 import workflows
 from support import wait_for
 from workflows.ingress.consumers import consumer, get_consumer, registered_consumers, unregister_consumer
-from workflows.ingress.runner import _run_closing_connections
+from workflows.ingress.runner import _run_closing_connections, transport_options
 from workflows.models import ConsumerCount, Delivery, Event, FailedMessage, Instance
 from workflows.publish import publish
 from workflows.testing import run_until_idle
@@ -74,7 +75,11 @@ def ensure_broker(url: str) -> None:
 
 
 def clear_queues(url: str) -> None:
-    with Connection(url) as broker:
+    if url.startswith("sqs"):  # SQS purges a queue at most once a minute: take them off
+        for name in (QUEUE, DEAD):
+            take_all(url, name)
+        return
+    with Connection(url, transport_options=transport_options()) as broker:
         channel = broker.channel()
         for name in (QUEUE, DEAD):
             queue = Queue(name, routing_key=name, durable=True, channel=channel)
@@ -85,7 +90,7 @@ def clear_queues(url: str) -> None:
 def take_all(url: str, name: str) -> list:
     """Every message now in queue `name`, taken off it."""
     taken = []
-    with Connection(url) as broker:
+    with Connection(url, transport_options=transport_options()) as broker:
         queue = Queue(name, routing_key=name, durable=True, channel=broker.channel())
         queue.declare()
         while (message := queue.get(no_ack=True)) is not None:
@@ -93,17 +98,50 @@ def take_all(url: str, name: str) -> list:
     return taken
 
 
+def set_sqs_visibility_timeout(url: str, name: str, *, seconds: int) -> None:
+    import boto3
+
+    endpoint = "http://" + url.rsplit("@", 1)[1]
+    sqs = boto3.client(
+        "sqs", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+    queue_url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"VisibilityTimeout": str(seconds)})
+
+
 def queue_length(url: str, name: str) -> int:
-    with Connection(url) as broker:
+    with Connection(url, transport_options=transport_options()) as broker:
         queue = Queue(name, routing_key=name, durable=True, channel=broker.channel())
         return queue.queue_declare().message_count
 
 
-@pytest.fixture(params=sorted(BROKERS), ids=["rabbitmq", "redis"])
+@pytest.fixture(scope="session")
+def sqs_url():
+    """An SQS endpoint: moto's server (the AWS API emulator) on a free port of this
+    process, for the session; TEST_SQS_URL names it to the test consumer and to clusters."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError as exc:  # pragma: no cover - moto is a dev dependency
+        pytest.skip(f"moto (the SQS emulator) is not installed: {exc}")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    os.environ["TEST_SQS_URL"] = url = f"sqs://testing:testing@{host}:{port}"
+    yield url
+    os.environ.pop("TEST_SQS_URL", None)
+    server.stop()
+
+
+@pytest.fixture(params=["test-rabbit", "test-redis", "test-sqs"], ids=["rabbitmq", "redis", "sqs"])
 def broker(request):
-    """(consumer name, broker URL) with empty queues, for each of the two brokers."""
-    name, url = request.param, BROKERS[request.param]
-    ensure_broker(url)
+    """(consumer name, broker URL) with empty queues, for each of the three brokers."""
+    name = request.param
+    if name == "test-sqs":
+        url = request.getfixturevalue("sqs_url")
+    else:
+        url = BROKERS[name]
+        ensure_broker(url)
     clear_queues(url)
     yield name, url
     clear_queues(url)
@@ -196,7 +234,8 @@ def test_a_failed_messages_count_survives_its_consumer_stopping(broker):
         eventually(lambda: FailedMessage.objects.filter(message_key="bad-2").exists(), what="a failure")
     failed_first = FailedMessage.objects.get(consumer=name, message_key="bad-2").deliveries
     assert 1 <= failed_first < max_deliveries
-    assert queue_length(url, QUEUE) == 1, "handed back to the broker, not acknowledged"
+    # Handed back to the broker, not acknowledged (SQS shows it again after a second).
+    eventually(lambda: queue_length(url, QUEUE) == 1, what="the message back in its queue")
     with consuming(name):
         eventually(lambda: queue_length(url, DEAD) == 1, what="the dead-lettered message")
     [dead] = take_all(url, DEAD)
@@ -385,10 +424,12 @@ def test_a_consumer_killed_between_commit_and_ack_does_not_apply_the_redelivered
     name, url = broker
     marker = tmp_path / "killed"
     env = {"DURABLE_TEST_KILL_MARKER": str(marker)}
-    if name == "test-redis":
-        # Redis hands back a dead consumer's message after the visibility timeout (300 s by
-        # default): what this test shows is that the redelivery does not act twice.
+    if name != "test-rabbit":
+        # Redis and SQS hand back a dead consumer's message after the visibility timeout
+        # (300 s by default): what this test shows is that the redelivery does not act twice.
         env["DURABLE_CONSUMER_VISIBILITY_TIMEOUT"] = "3"
+    if name == "test-sqs":  # on SQS the visibility timeout is the queue's, set when it is made
+        set_sqs_visibility_timeout(url, QUEUE, seconds=3)
     cluster = consumer_cluster(clusters, **env)
     inst = workflows.create("consumer-test-order", id="order-1")
     wait_for(lambda: inst.status()["status"] == "waiting", cluster, what="the wait")

@@ -54,6 +54,9 @@ def transport_options() -> dict[str, Any]:
         "confirm_publish": True,
         # When Redis and SQS hand a message taken but never acknowledged to another consumer.
         "visibility_timeout": float(setting("CONSUMER_VISIBILITY_TIMEOUT")),
+        # SQS: a receive waits at most this long for a message (kombu's default, 10 s,
+        # would hold a stopping consumer, and a message handed back, that long).
+        "wait_time_seconds": 1,
     }
 
 
@@ -81,6 +84,9 @@ class ConsumerLoop:
         # A consumer process whose cluster died stops too.
         self.parent_pid = parent_pid
         self.counts: Counter[str] = Counter()
+        # Messages this loop failed and handed back: their counts are forgotten once they
+        # succeed (so are those of any message the broker marks as delivered again).
+        self.failed_keys: set[str] = set()
         self.counted_at = time.monotonic()
 
     def stopping(self) -> bool:
@@ -179,7 +185,9 @@ class ConsumerLoop:
             if deliveries >= consumer.max_deliveries:
                 self.dead_letter(message, raw, headers, deliveries, exc)
                 forget_failures(consumer.name, key)
+                self.failed_keys.discard(key)
                 return
+            self.failed_keys.add(key)
             logger.warning(
                 'consumer "%s": message %s failed (delivery %d of %d): %s; handed back to the broker',
                 consumer.name,
@@ -193,8 +201,9 @@ class ConsumerLoop:
             return
         message.ack()
         self.counts["handled"] += 1
-        if message.delivery_info.get("redelivered"):
+        if key in self.failed_keys or message.delivery_info.get("redelivered"):
             forget_failures(consumer.name, key)  # a count left by earlier failed deliveries
+            self.failed_keys.discard(key)
         logger.info(
             'consumer "%s": message %s: %s',
             consumer.name,
