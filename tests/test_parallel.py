@@ -5,9 +5,11 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+from django_q.models import OrmQ
 
 import workflows
-from workflows import StepFailed, step_info, workflow
+from workflows import StepFailed, clock, step_info, workflow
+from workflows.broker import CALL_TASK
 from workflows.calls import claimable_calls, run_call
 from workflows.models import Instance, Step, StepRun
 from workflows.step import MAX_CALLS
@@ -498,3 +500,91 @@ def test_a_calls_retry_moves_a_waiting_instances_wake_up_earlier_never_later_nor
     paused = Instance.objects.get(pk=inst.id)
     lifecycle.due_by(paused, now())
     assert Instance.objects.get(pk=inst.id).wake_at == soon  # a paused instance is woken by resume
+
+
+# --- the instance's run finding its group not over (woken, resumed or retried) --------
+
+
+def run_the_instance_after_pause_and_resume(inst) -> None:
+    """A run that replays to the group while it is not over (here: after resume)."""
+    from workflows.runtime import run_instance
+
+    inst.pause()
+    inst.resume()
+    run_instance(inst.id)
+
+
+def test_a_run_finding_its_calls_retrying_later_queues_none_early_and_sleeps_until_the_first_retry():
+    from workflows.runtime import run_instance
+
+    failing["tea"] = failing["coffee"] = 1
+    inst = workflows.create("parallel-test-map", params={"items": ["tea", "coffee"], "retries": 1})
+    run_instance(inst.id)
+    tea, coffee = claimable_calls().order_by("id")
+    run_call(tea.pk)  # fails: retries in a minute
+    clock.shift(timedelta(seconds=30))
+    run_call(coffee.pk)  # fails: retries in a minute, half a minute after tea
+
+    run_the_instance_after_pause_and_resume(inst)
+
+    tea_retry = Step.objects.get(pk=tea.pk).wake_at
+    assert tea_retry < Step.objects.get(pk=coffee.pk).wake_at
+    row = Instance.objects.get(pk=inst.id)
+    assert (row.status, row.wake_at) == ("waiting", tea_retry)
+    assert not claimable_calls().exists()  # neither is queued before its retry is due
+    advance("2 minutes")
+    assert inst.status()["status"] == "complete"
+    assert (ran["tea"], ran["coffee"]) == (2, 2)
+
+
+def test_a_run_finding_a_call_queued_queues_its_task_again_for_a_task_that_came_while_paused():
+    from workflows.runtime import run_instance
+
+    inst = workflows.create("parallel-test-map", params={"items": ["tea"]})
+    run_instance(inst.id)
+    call = claimable_calls().get()
+    inst.pause()
+    assert run_call(call.pk) == "skipped"  # its task came while the instance was paused
+    OrmQ.objects.all().delete()
+
+    inst.resume()
+    run_instance(inst.id)
+
+    call_tasks = [task.args() for task in OrmQ.objects.order_by("id") if task.func() == CALL_TASK]
+    assert call_tasks == [(call.pk,)]
+
+
+def test_a_run_finding_a_call_running_under_a_live_lease_leaves_it_to_its_worker():
+    from workflows.calls import _claim
+    from workflows.runtime import run_instance
+
+    inst = workflows.create("parallel-test-map", params={"items": ["tea", "coffee"]})
+
+    run_instance(inst.id)
+    tea = claimable_calls().order_by("id").first()
+    _claim(tea.pk, clock.now())  # a worker runs it now
+
+    run_the_instance_after_pause_and_resume(inst)
+
+    assert list(StepRun.objects.filter(step_id=tea.pk).values_list("attempt", "outcome")) == [(1, "running")]
+    assert Step.objects.get(pk=tea.pk).status == "running"
+
+
+def test_a_call_whose_worker_died_with_no_retries_left_fails_its_group_and_the_instance():
+    from workflows.calls import _claim
+    from workflows.runtime import run_instance
+
+    inst = workflows.create("parallel-test-map", params={"items": ["tea"]})
+
+    run_instance(inst.id)
+    _claim(claimable_calls().get().pk, clock.now())  # claimed by a worker that then died
+
+    advance("1 minute")  # its lease runs out; the timer wakes the instance, whose run ends the call
+
+    status = inst.status()
+    assert (status["status"], status["error"]["type"]) == ("errored", "AttemptAbandoned")
+    group = Step.objects.get(instance_id=inst.id, name="price")
+    assert group.status == "failed"
+    assert group.error["type"] == "AttemptAbandoned"
+    assert group.completed_at is not None
+    assert ran["tea"] == 0
