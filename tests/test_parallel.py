@@ -19,12 +19,14 @@ pytestmark = pytest.mark.django_db
 
 ran: Counter[str] = Counter()
 failing: dict[str, int] = {}  # item -> how many more attempts fail
+before_group = {"as": "do"}  # what the step before a group is now (the workflow changed)
 
 
 @pytest.fixture(autouse=True)
 def _reset():
     ran.clear()
     failing.clear()
+    before_group["as"] = "do"
 
 
 def price(item: str) -> dict:
@@ -457,6 +459,41 @@ def test_a_call_whose_replay_does_not_reach_its_group_fails_for_good_naming_why(
         'step "price" now makes 1 calls, not 2 or more'
     )
     assert call.attempts == 1  # not retried
+
+
+@workflow("parallel-test-changed-before-group")
+def changed_before_group(event, step):
+    if before_group["as"] == "do":
+        step.do("check #1", lambda: "checked")
+    elif before_group["as"] == "sleep":
+        step.sleep("check #1", "1 second")
+    else:
+        step.do("renamed", lambda: "checked")
+    return step.map("price", price, ["tea"])
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ("sleep", 'step "check #1" (sleep) is not recorded as over before the parallel call'),
+        ("rename", 'step "renamed" (do) is not recorded as over before the parallel call'),
+    ],
+)
+def test_a_calls_replay_meeting_a_changed_step_before_its_group_fails_for_good_naming_the_step(change, why):
+    from workflows.runtime import run_instance
+
+    inst = workflows.create("parallel-test-changed-before-group")
+    run_instance(inst.id)
+    call = claimable_calls().get()
+    before_group["as"] = change
+
+    assert run_call(call.pk) == "failed"
+    call.refresh_from_db()
+    assert call.error == {
+        "type": "NonDeterminismError",
+        "message": f"replaying the workflow to this parallel call did not follow its recorded steps: {why}",
+    }
+    assert ran["tea"] == 0
 
 
 def test_retrying_an_instance_reruns_its_own_failed_calls_and_reopens_their_group_only():
