@@ -143,6 +143,27 @@ def test_a_run_killed_between_steps_is_taken_back_once_the_grace_after_its_last_
     assert calls == {"first": 1, "between": 2, "second": 1}
 
 
+def slow_call(item: int) -> int:
+    timer_looks_after(setting("LEASE_GRACE_SECONDS") + 1)  # longer than a claim's lease
+    return item
+
+
+@workflow("leases-test-slow-call")
+def slow_call_flow(event, step):
+    return step.map("slow", slow_call, [7], timeout="10 minutes")
+
+
+def test_a_timer_looking_while_a_parallel_call_works_leaves_the_call_to_its_worker():
+    inst = workflows.create("leases-test-slow-call")
+    run_instance(inst.id)  # the instance waits for its call
+
+    assert run_call(Step.objects.get(group__isnull=False).pk) == "succeeded"
+
+    assert looks == [0]  # the attempt's lease covers its timeout
+    run_until_idle()
+    assert inst.status() == {"status": "complete", "output": [7], "error": None}
+
+
 def take_over(instance_id: str) -> None:
     """What a run that claimed the instance after this one was presumed dead does."""
     Instance.objects.filter(pk=instance_id).update(lease_token="another-run")
@@ -220,6 +241,7 @@ def test_in_a_worker_the_heartbeat_renews_the_lease_of_a_parallel_call_it_runs(h
 
     assert run_call(call_id) == "succeeded"
 
+    assert leases._held_calls == set()  # let go once it ended: the heartbeat renews it no more
     assert calls["call"] == 1
     assert looks == [0, 0, 0]
     assert beats == [1, 1, 1]

@@ -184,11 +184,12 @@ def run_call(step_id: int) -> str:
     if claimed is None:
         return "skipped"
     call, attempt = claimed
-    leases.hold_call(call.lease_token)
+    token = call.lease_token  # the attempt's end clears call.lease_token
+    leases.hold_call(token)
     try:
         return _CallRun(call, attempt).execute()
     finally:
-        leases.let_go_call(call.lease_token)
+        leases.let_go_call(token)
 
 
 def _claim(step_id: int, now: datetime) -> tuple[Step, StepRun] | None:
