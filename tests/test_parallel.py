@@ -115,6 +115,48 @@ def test_calls_may_be_closures_and_tuples_and_know_their_own_step_name():
     assert inst.status()["output"] == [11, "mixed[1]", 12]
 
 
+def a_call_knows(item: str) -> tuple:
+    info = step_info()
+    return (info.instance_id, info.name, info.attempt)
+
+
+@workflow("parallel-test-info")
+def info_flow(event, step):
+    return step.map("info", a_call_knows, ["tea"], retries={"limit": 1, "delay": 0})
+
+
+def test_a_call_knows_its_instance_its_step_name_and_its_attempt():
+    inst = workflows.create("parallel-test-info")
+    run_until_idle()
+    assert inst.status()["output"] == [[inst.id, "info[0]", 1]]
+
+
+def test_a_calls_attempts_count_in_the_step_metrics_of_its_workflow():
+    from workflows import metrics
+
+    def sample(name: str, **labels: str) -> float:
+        value = metrics._engine_registry.get_sample_value(name, {"workflow": "parallel-test-map", **labels})
+        return value or 0.0
+
+    names = [
+        ("durable_steps_started_total", {}),
+        ("durable_steps_succeeded_total", {}),
+        ("durable_steps_failed_total", {}),
+        ("durable_step_duration_seconds_count", {"outcome": "succeeded"}),
+        ("durable_step_duration_seconds_count", {"outcome": "failed"}),
+    ]
+    before = [sample(name, **labels) for name, labels in names]
+    failing["tea"] = 1
+    inst = workflows.create("parallel-test-map", params={"items": ["tea"], "retries": 1})
+    run_until_idle()
+    advance("1 minute")  # the retry
+    assert inst.status()["status"] == "complete"
+
+    after = [sample(name, **labels) for name, labels in names]
+    # Two attempts of the call, then one of the step "total" after the map.
+    assert [a - b for a, b in zip(after, before, strict=True)] == [3, 2, 1, 2, 1]
+
+
 def test_a_failing_call_is_retried_by_its_policy_after_its_delay_while_the_others_finish():
     failing["coffee"] = 1
     inst = workflows.create("parallel-test-map", params={"items": ["tea", "coffee"], "retries": 2})
@@ -130,6 +172,8 @@ def test_a_failing_call_is_retried_by_its_policy_after_its_delay_while_the_other
     assert (ran["tea"], ran["coffee"]) == (1, 2)
     outcomes = list(StepRun.objects.filter(step=call).values_list("attempt", "outcome"))
     assert outcomes == [(1, "failed"), (2, "succeeded")]
+    call.refresh_from_db()
+    assert (call.status, call.wake_at) == ("succeeded", None)  # no retry left pending
 
 
 def test_a_call_that_fails_for_good_is_the_steps_failure_once_every_call_has_ended():
@@ -206,6 +250,33 @@ def test_a_paused_instances_queued_calls_wait_for_resume():
     inst.resume()
     run_until_idle()
     assert inst.status()["status"] == "complete"
+
+
+def test_a_calls_task_starts_nothing_while_its_instance_is_paused_though_other_instances_wait_for_theirs():
+    from workflows.runtime import run_instance
+
+    other = workflows.create("parallel-test-map", params={"items": ["coffee"]})
+    inst = workflows.create("parallel-test-map", params={"items": ["tea"]})
+    run_instance(other.id)
+    run_instance(inst.id)
+    inst.pause()
+    call = Step.objects.get(instance_id=inst.id, group__isnull=False)
+
+    assert run_call(call.pk) == "skipped"
+    assert Step.objects.get(pk=call.pk).status == "queued"
+    assert ran["tea"] == 0
+
+
+def test_a_calls_task_from_before_its_instance_restarted_starts_nothing():
+    from workflows.runtime import run_instance
+
+    inst = workflows.create("parallel-test-map", params={"items": ["tea"]})
+    run_instance(inst.id)
+    call = Step.objects.get(instance_id=inst.id, group__isnull=False)
+    inst.restart()
+
+    assert run_call(call.pk) == "skipped"
+    assert ran["tea"] == 0
 
 
 def test_terminating_an_instance_cancels_its_queued_calls():

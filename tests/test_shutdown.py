@@ -12,8 +12,9 @@ from django_q.models import OrmQ
 
 import workflows
 from workflows import shutdown, workflow
+from workflows.broker import CALL_TASK
 from workflows.models import Instance, Step
-from workflows.tasks import run_instance
+from workflows.tasks import run_call, run_instance
 from workflows.testing import run_until_idle
 
 pytestmark = pytest.mark.django_db
@@ -65,6 +66,25 @@ def test_a_delivery_to_a_stopping_worker_is_handed_back_untouched(stopping):
     assert calls == {}
     assert Instance.objects.get(pk=inst.id).status == "queued"
     assert queued_runs() == [inst.id]  # for another cluster
+
+
+@workflow("shutdown-test-one-call")
+def one_call(event, step):
+    return step.map("record", record, ["call"])
+
+
+def test_a_parallel_calls_delivery_to_a_stopping_worker_is_handed_back_untouched(stopping):
+    inst = workflows.create("shutdown-test-one-call")
+    run_instance(inst.id)  # the instance waits for its call
+    call = Step.objects.get(instance_id=inst.id, group__isnull=False)
+    OrmQ.objects.all().delete()
+    stopping()
+
+    assert run_call(call.pk) == "handed back"
+
+    assert calls == {}
+    assert Step.objects.get(pk=call.pk).status == "queued"
+    assert [(task.func(), task.args()) for task in OrmQ.objects.all()] == [(CALL_TASK, (call.pk,))]
 
 
 @workflow("shutdown-test-stopped-mid-step")
