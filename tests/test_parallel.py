@@ -157,6 +157,36 @@ def test_a_calls_attempts_count_in_the_step_metrics_of_its_workflow():
     assert [a - b for a, b in zip(after, before, strict=True)] == [3, 2, 1, 2, 1]
 
 
+@workflow("parallel-test-base")
+def base_flow(event, step):
+    base = step.do("base", lambda: event.payload)
+    return step.map("add", lambda n: base + n, [1, 2])
+
+
+def test_a_calls_replay_reads_its_own_instances_steps_not_another_instances():
+    first = workflows.create("parallel-test-base", params=10)
+    second = workflows.create("parallel-test-base", params=20)
+    run_until_idle()
+    assert (first.status()["output"], second.status()["output"]) == ([11, 12], [21, 22])
+
+
+@workflow("parallel-test-paused-before-map")
+def paused_before_map(event, step):
+    step.do("pause myself", workflows.get(event.instance_id).pause)
+    return step.map("price", price, ["tea"])
+
+
+def test_an_instance_paused_during_a_step_starts_no_parallel_calls_until_resumed():
+    inst = workflows.create("parallel-test-paused-before-map")
+    run_until_idle()
+    assert inst.status()["status"] == "paused"
+    assert not Step.objects.filter(instance_id=inst.id, name="price").exists()
+
+    inst.resume()
+    run_until_idle()
+    assert inst.status()["output"] == [{"item": "tea", "price": 3}]
+
+
 def test_a_failing_call_is_retried_by_its_policy_after_its_delay_while_the_others_finish():
     failing["coffee"] = 1
     inst = workflows.create("parallel-test-map", params={"items": ["tea", "coffee"], "retries": 2})
@@ -341,6 +371,10 @@ def test_a_different_number_of_calls_on_replay_is_a_nondeterminism_error():
     status = inst.status()
     assert status["status"] == "errored"
     assert status["error"]["type"] == "NonDeterminismError"
+    assert (
+        'step "price" was recorded with 2 parallel calls but the workflow now makes 1'
+        in (status["error"]["message"])
+    )
 
 
 @workflow("parallel-test-bad")
