@@ -134,9 +134,9 @@ def dispatch(instance: Instance, group: Step, policy: RetryPolicy, now: datetime
     return group, members
 
 
-def outcome(group: Step, members: list[Step]) -> list[Any]:
-    """The results of a group that is over, in the order of its calls; or the StepFailed of
-    its first call that failed for good."""
+def outcome(members: list[Step]) -> list[Any]:
+    """The results of a group that is over (its calls, `members`), in the order of its
+    calls; or the StepFailed of its first call that failed for good."""
     for call in members:
         if call.status == StepStatus.FAILED:
             raise recorded_failure(call)
@@ -390,7 +390,7 @@ class _Replay:
             fn, args = calls[index]
             raise _Reached(fn, args, policy, limit)
         group = self._over(key, StepKind.PARALLEL)
-        return outcome(group, self.members[group.id])
+        return outcome(self.members[group.id])
 
 
 # --- the timer --------------------------------------------------------------------------

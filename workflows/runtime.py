@@ -595,7 +595,7 @@ class _Run:
         self.history[key] = group
         if group.status not in OVER:
             raise _Suspended
-        return calls.outcome(group, members)
+        return calls.outcome(members)
 
     # --- step.run_workflow / step.start_workflow ----------------------------------------
 
