@@ -415,6 +415,16 @@ def test_lifecycle_calls_on_an_unknown_id_raise_instance_not_found(action):
         getattr(workflows.Instance("ghost"), action)()
 
 
+@pytest.mark.parametrize("impossible_id", ["gh\x00st", "x" * 101, ""])
+def test_lifecycle_calls_on_an_id_no_instance_can_have_raise_instance_not_found_without_a_lookup(
+    impossible_id,
+):
+    """(A NUL in a query is a database error on PostgreSQL.)"""
+    with CaptureQueriesContext(connection) as captured, pytest.raises(workflows.InstanceNotFound):
+        apply_lifecycle_action(instance_id=impossible_id, action="pause")
+    assert not [query for query in captured if "workflows_instance" in query["sql"]]
+
+
 def test_instance_finished_is_signalled_when_an_instance_errors_completes_or_is_terminated():
     seen = []
 
