@@ -3,6 +3,8 @@
 from collections import Counter
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django_q.conf import Conf
 
 import workflows
@@ -344,3 +346,43 @@ def test_an_error_outside_any_step_errors_the_instance_naming_no_failed_step(kin
     run_until_idle()
     assert inst.status()["error"] == error
     assert Instance.objects.get(pk=inst.id).failed_step_key == ""
+
+
+def test_a_steps_attempts_count_in_the_step_metrics_of_its_workflow():
+    from workflows import metrics
+
+    names = [
+        ("durable_steps_started_total", {}),
+        ("durable_steps_succeeded_total", {}),
+        ("durable_steps_failed_total", {}),
+        ("durable_step_duration_seconds_count", {"outcome": "succeeded"}),
+        ("durable_step_duration_seconds_count", {"outcome": "failed"}),
+    ]
+
+    def samples() -> list[float]:
+        registry, workflow = metrics._engine_registry, {"workflow": "steps-test-fails-once"}
+        return [registry.get_sample_value(name, {**workflow, **more}) or 0.0 for name, more in names]
+
+    before = samples()
+    inst = workflows.create("steps-test-fails-once")
+    run_until_idle()
+    assert inst.status()["output"] == "ok"
+    assert [a - b for a, b in zip(samples(), before, strict=True)] == [2, 1, 1, 1, 1]
+
+
+@pytest.mark.postgres
+def test_on_postgresql_an_attempts_start_and_end_take_one_statement_each(monkeypatch):
+    """attempt_sql.py: the guard, the write and the lease in one round trip, not five or six."""
+    from workflows import attempt_sql
+
+    def statements_of_a_run() -> list[str]:
+        inst = workflows.create("steps-test-repeated-names")  # three steps
+        with CaptureQueriesContext(connection) as captured:
+            run_instance(inst.id)
+        assert inst.status()["output"] == [0, 1, 2]
+        return [query["sql"] for query in captured]
+
+    one_statement = statements_of_a_run()
+    assert sum(sql.startswith("WITH held AS") for sql in one_statement) == 6  # each start and each end
+    monkeypatch.setattr(attempt_sql, "applies", lambda: False)
+    assert len(one_statement) < len(statements_of_a_run())
