@@ -1,5 +1,6 @@
 """step.do: run once, record the result, replay it."""
 
+import logging
 from collections import Counter
 
 import pytest
@@ -368,6 +369,14 @@ def test_a_steps_attempts_count_in_the_step_metrics_of_its_workflow():
     run_until_idle()
     assert inst.status()["output"] == "ok"
     assert [a - b for a, b in zip(samples(), before, strict=True)] == [2, 1, 1, 1, 1]
+
+
+def test_a_run_of_ordinary_steps_logs_no_warning(caplog):
+    inst = workflows.create("steps-test-repeated-names")
+    with caplog.at_level(logging.WARNING, logger="workflows"):
+        run_until_idle()
+    assert inst.status()["output"] == [0, 1, 2]
+    assert caplog.messages == []  # e.g. no one-statement write tried where it cannot apply
 
 
 @pytest.mark.postgres
