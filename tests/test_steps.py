@@ -379,6 +379,29 @@ def test_a_run_of_ordinary_steps_logs_no_warning(caplog):
     assert caplog.messages == []  # e.g. no one-statement write tried where it cannot apply
 
 
+def test_a_one_statement_write_that_fails_is_made_by_the_general_path_and_logged(monkeypatch, caplog):
+    """On PostgreSQL an attempt's start and end are one statement each; one that fails (a
+    dropped connection, say) is made again the general way. Played here on both databases."""
+    from django.db import DatabaseError
+
+    from workflows import attempt_sql
+
+    def fails(*args):
+        raise DatabaseError("connection dropped")
+
+    monkeypatch.setattr(attempt_sql, "applies", lambda: True)
+    monkeypatch.setattr(attempt_sql, "start", fails)
+    monkeypatch.setattr(attempt_sql, "end", fails)
+    inst = workflows.create("steps-test-fails-once")
+    with caplog.at_level(logging.WARNING, logger="workflows.runtime"):
+        run_until_idle()
+
+    assert inst.status()["output"] == "ok"
+    runs = StepRun.objects.filter(step__instance_id=inst.id).order_by("attempt")
+    assert list(runs.values_list("attempt", "outcome")) == [(1, "failed"), (2, "succeeded")]
+    assert caplog.messages == [f"run of {inst.id}: one-statement write failed; taking the general path"] * 4
+
+
 @pytest.mark.postgres
 def test_on_postgresql_an_attempts_start_and_end_take_one_statement_each(monkeypatch):
     """attempt_sql.py: the guard, the write and the lease in one round trip, not five or six."""
