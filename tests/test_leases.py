@@ -10,12 +10,12 @@ import threading
 import time
 from collections import Counter
 from datetime import timedelta
-from types import SimpleNamespace
 
 import pytest
 from django_q.exceptions import TimeoutException
 
 import workflows
+from support import ProcessEnds, sleeps_until_the_third, threads_started
 from workflows import clock, leases, workflow
 from workflows.calls import run_call
 from workflows.conf import setting
@@ -316,41 +316,17 @@ def test_a_slow_beat_starts_the_next_at_once(monkeypatch):
 
 
 def test_a_worker_starts_one_heartbeat_thread_which_does_not_keep_the_process_alive(monkeypatch):
-    """The thread's loop is replaced by one that notes where it runs and ends at once, so
-    that no heartbeat outlives the test."""
-    ran = []
-    done = threading.Event()
-
-    def note_the_thread():
-        thread = threading.current_thread()
-        ran.append((thread.name, thread.daemon))
-        done.set()
-
-    monkeypatch.setattr(leases, "_renewing", threading.Event())
-    monkeypatch.setattr(leases, "_beat_forever", note_the_thread)
-    leases.start_heartbeat()
-    leases.start_heartbeat()  # once per process
-
-    assert done.wait(timeout=5)
-    for thread in threading.enumerate():
-        if thread.name == "durable-heartbeat":
-            thread.join(timeout=5)
-    assert ran == [("durable-heartbeat", True)]
+    started = threads_started(
+        monkeypatch,
+        leases,
+        flag="_renewing",
+        loop="_beat_forever",
+        start=leases.start_heartbeat,
+        name="durable-heartbeat",
+    )
+    assert started == [("durable-heartbeat", True)]  # once per process
     now = clock.now()
     assert leases.on_claim(now) == now + timedelta(seconds=setting("LEASE_SECONDS"))  # short from now on
-
-
-class ProcessEnds(Exception):
-    """Ends a thread's endless loop in a test (in a worker the loop ends with its process)."""
-
-
-def sleeps_until_the_third(slept: list[float]):
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        if len(slept) == 3:
-            raise ProcessEnds
-
-    return SimpleNamespace(sleep=sleep)
 
 
 def test_the_heartbeat_thread_beats_again_after_each_pause_its_beat_asks_for(monkeypatch):

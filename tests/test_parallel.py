@@ -8,6 +8,7 @@ import pytest
 from django_q.models import OrmQ
 
 import workflows
+from support import step_metrics
 from workflows import StepFailed, clock, step_info, workflow
 from workflows.broker import CALL_TASK
 from workflows.calls import claimable_calls, run_call
@@ -132,28 +133,16 @@ def test_a_call_knows_its_instance_its_step_name_and_its_attempt():
 
 
 def test_a_calls_attempts_count_in_the_step_metrics_of_its_workflow():
-    from workflows import metrics
-
-    def sample(name: str, **labels: str) -> float:
-        value = metrics._engine_registry.get_sample_value(name, {"workflow": "parallel-test-map", **labels})
-        return value or 0.0
-
-    names = [
-        ("durable_steps_started_total", {}),
-        ("durable_steps_succeeded_total", {}),
-        ("durable_steps_failed_total", {}),
-        ("durable_step_duration_seconds_count", {"outcome": "succeeded"}),
-        ("durable_step_duration_seconds_count", {"outcome": "failed"}),
-    ]
-    before = [sample(name, **labels) for name, labels in names]
+    before = step_metrics("parallel-test-map")
     failing["tea"] = 1
     inst = workflows.create("parallel-test-map", params={"items": ["tea"], "retries": 1})
     run_until_idle()
     advance("1 minute")  # the retry
     assert inst.status()["status"] == "complete"
 
-    after = [sample(name, **labels) for name, labels in names]
-    # Two attempts of the call, then one of the step "total" after the map.
+    # Started, succeeded, failed, durations of successes and of failures: two attempts of
+    # the call, then one of the step "total" after the map.
+    after = step_metrics("parallel-test-map")
     assert [a - b for a, b in zip(after, before, strict=True)] == [3, 2, 1, 2, 1]
 
 

@@ -9,6 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django_q.conf import Conf
 
 import workflows
+from support import step_metrics
 from workflows import workflow
 from workflows.models import Instance, Step, StepRun
 from workflows.runtime import run_instance
@@ -350,25 +351,13 @@ def test_an_error_outside_any_step_errors_the_instance_naming_no_failed_step(kin
 
 
 def test_a_steps_attempts_count_in_the_step_metrics_of_its_workflow():
-    from workflows import metrics
-
-    names = [
-        ("durable_steps_started_total", {}),
-        ("durable_steps_succeeded_total", {}),
-        ("durable_steps_failed_total", {}),
-        ("durable_step_duration_seconds_count", {"outcome": "succeeded"}),
-        ("durable_step_duration_seconds_count", {"outcome": "failed"}),
-    ]
-
-    def samples() -> list[float]:
-        registry, workflow = metrics._engine_registry, {"workflow": "steps-test-fails-once"}
-        return [registry.get_sample_value(name, {**workflow, **more}) or 0.0 for name, more in names]
-
-    before = samples()
+    before = step_metrics("steps-test-fails-once")
     inst = workflows.create("steps-test-fails-once")
     run_until_idle()
     assert inst.status()["output"] == "ok"
-    assert [a - b for a, b in zip(samples(), before, strict=True)] == [2, 1, 1, 1, 1]
+    # Started, succeeded, failed, durations of successes and of failures.
+    after = step_metrics("steps-test-fails-once")
+    assert [a - b for a, b in zip(after, before, strict=True)] == [2, 1, 1, 1, 1]
 
 
 def test_a_run_of_ordinary_steps_logs_no_warning(caplog):

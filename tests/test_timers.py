@@ -5,7 +5,6 @@ instance."""
 
 import logging
 import random
-import threading
 import time
 from datetime import timedelta
 from types import SimpleNamespace
@@ -15,6 +14,7 @@ from django_q.exceptions import TimeoutException
 from django_q.models import OrmQ
 
 import workflows
+from support import ProcessEnds, sleeps_until_the_third, threads_started
 from workflows import clock, workflow
 from workflows.broker import RUN_TASK
 from workflows.conf import setting
@@ -367,32 +367,17 @@ def test_even_the_timers_of_two_workers_look_at_random_points_of_their_turn(monk
 
 
 def test_a_worker_starts_one_timer_thread_which_does_not_keep_the_process_alive(monkeypatch):
-    """The thread's loop is replaced by one that notes where it runs and ends at once, so
-    that no timer outlives the test."""
     from workflows import timers
 
-    ran = []
-    done = threading.Event()
-
-    def note_the_thread():
-        thread = threading.current_thread()
-        ran.append((thread.name, thread.daemon))
-        done.set()
-
-    monkeypatch.setattr(timers, "_started", threading.Event())
-    monkeypatch.setattr(timers, "_run_forever", note_the_thread)
-    timers.start_timer_thread()
-    timers.start_timer_thread()  # once per process
-
-    assert done.wait(timeout=5)
-    for thread in threading.enumerate():
-        if thread.name == "durable-timer":
-            thread.join(timeout=5)
-    assert ran == [("durable-timer", True)]
-
-
-class ProcessEnds(Exception):
-    """Ends the thread's endless loop in a test (in a worker the loop ends with its process)."""
+    started = threads_started(
+        monkeypatch,
+        timers,
+        flag="_started",
+        loop="_run_forever",
+        start=timers.start_timer_thread,
+        name="durable-timer",
+    )
+    assert started == [("durable-timer", True)]  # once per process
 
 
 @pytest.mark.parametrize(("workers", "spread"), [(4, 4), (0, 1)])
@@ -413,14 +398,9 @@ def test_the_timer_thread_looks_again_after_each_pause_taking_turns_with_the_clu
         def look(self) -> float:
             return [0.2, 0.05, 0.0][len(slept)]
 
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        if len(slept) == 3:
-            raise ProcessEnds
-
     monkeypatch.setattr(Conf, "WORKERS", workers)
     monkeypatch.setattr(timers, "Timer", Looks)
-    monkeypatch.setattr(timers, "time", SimpleNamespace(sleep=sleep, monotonic=time.monotonic))
+    monkeypatch.setattr(timers, "time", sleeps_until_the_third(slept, monotonic=time.monotonic))
     with pytest.raises(ProcessEnds):
         timers._run_forever()
     assert [timer.spread for timer in timers_made] == [spread]
