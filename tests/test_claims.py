@@ -35,6 +35,26 @@ def attempts(inst):
     return list(runs.values_list("attempt", "outcome", "error_type"))
 
 
+# --- one claim per queued instance ------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("limits", [{}, {"another-workflow": 1}], ids=["no workflow limited", "one limited"])
+def test_a_queued_instance_is_claimed_by_one_run_only_whether_or_not_a_workflow_has_a_concurrency_limit(
+    monkeypatch, limits
+):
+    """Without any concurrency limit a claim is one guarded UPDATE; with one, in a
+    transaction that also checks the slot of a limited workflow."""
+    from workflows import clock, concurrency, lifecycle
+
+    monkeypatch.setattr(concurrency, "limited", lambda: limits)
+    inst = workflows.create("claims-test-long-step")
+
+    first = lifecycle.claim(inst.id, now=clock.now())
+    assert (first.id, first.status, bool(first.lease_token)) == (inst.id, "running", True)
+    assert lifecycle.claim(inst.id, now=clock.now()) is None
+
+
 # --- the lease covers the running step's timeout --------------------------------------
 
 
