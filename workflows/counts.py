@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from django.db import connection, transaction
 from django.db.models import Count, F
 
-from .models import FinishedCount, Instance
+from .models import FINISHED_STATUSES, FinishedCount, Instance, Status
 from .rollups import GRACE, locked_mark, mark, shared_mark
 
 MARK = "counts"
@@ -72,32 +72,54 @@ def forget(instances: Iterable[tuple[str, str, datetime | None]]) -> None:
 
 def by_workflow_and_status() -> list[tuple[str, str, int]]:
     """(workflow, status, how many) of every workflow and status with instances."""
-    as_value = connection.ops.adapt_datetimefield_value
-    params = {
-        "name": MARK,
-        "seen": as_value(mark(MARK) or NOTHING_SETTLED),
-        "nothing": as_value(NOTHING_SETTLED),
-    }
     with connection.cursor() as cursor:
-        cursor.execute(_COUNTS, params)
+        cursor.execute(_WORKFLOWS)
+        names = [name for (name,) in cursor.fetchall()]
+        if not names:
+            return []
+        as_value = connection.ops.adapt_datetimefield_value
+        cursor.execute(
+            _COUNTS.format(
+                names=", ".join(["%s"] * len(names)), unfinished=", ".join(["%s"] * len(UNFINISHED))
+            ),
+            [*names, *UNFINISHED, as_value(mark(MARK) or NOTHING_SETTLED), MARK, as_value(NOTHING_SETTLED)],
+        )
         return [(workflow, status, int(number)) for workflow, status, number in cursor.fetchall()]
 
 
-# One statement, so that it sees the settled counts and the instances at one moment: the
-# instances counted live are those that have not ended (no `finished_at`) and those that
-# ended after the mark as this statement sees it. (Two statements could fall on either
-# side of a settle and count an instance twice or not at all.) The mark read just before
-# (`seen`, never later than the statement's) bounds the range of the `finished_at` index
-# to read, which a mark known only as the statement runs would not.
+UNFINISHED = [status.value for status in Status if status not in FINISHED_STATUSES]
+
+# The workflows with instances, one step down the (workflow, status) index each (a
+# DISTINCT would read the whole index on PostgreSQL).
+_WORKFLOWS = """
+    WITH RECURSIVE names(workflow) AS (
+        SELECT * FROM (SELECT workflow FROM workflows_instance ORDER BY workflow LIMIT 1) AS first
+        UNION ALL
+        SELECT (
+            SELECT workflow FROM workflows_instance AS later
+            WHERE later.workflow > names.workflow ORDER BY later.workflow LIMIT 1
+        ) FROM names WHERE names.workflow IS NOT NULL
+    )
+    SELECT workflow FROM names WHERE workflow IS NOT NULL
+"""
+
+# One statement, so that it sees the settled counts and the instances at one moment (two
+# could fall on either side of a settle and count an instance twice or not at all). Live:
+# the instances that have not ended, from the (workflow, status) index alone, and those
+# that ended after the mark as this statement sees it. The mark read just before (never
+# later than the statement's) bounds the range of the `finished_at` index to read, which
+# a mark known only as the statement runs would not.
 _COUNTS = """
     SELECT workflow, status, SUM(number) FROM (
         SELECT workflow, status, number FROM workflows_finishedcount
         UNION ALL
         SELECT workflow, status, COUNT(*) FROM workflows_instance
-        WHERE finished_at IS NULL OR (
-            finished_at >= %(seen)s AND finished_at >= COALESCE(
-                (SELECT up_to FROM workflows_rollupmark WHERE name = %(name)s), %(nothing)s
-            )
+        WHERE workflow IN ({names}) AND status IN ({unfinished})
+        GROUP BY workflow, status
+        UNION ALL
+        SELECT workflow, status, COUNT(*) FROM workflows_instance
+        WHERE finished_at >= %s AND finished_at >= COALESCE(
+            (SELECT up_to FROM workflows_rollupmark WHERE name = %s), %s
         )
         GROUP BY workflow, status
     ) AS counted
