@@ -51,6 +51,7 @@ def test_an_instance_over_the_limit_stays_queued_and_starts_when_the_slot_frees(
 
     assert deliveries == {"b": "skipped"}  # "a" held the only slot
     assert Instance.objects.get(pk="b").status == "queued"
+    assert Instance.objects.get(pk="b").concurrency_key == ""  # no key function: one group per workflow
     run_until_idle()  # a's end queued a run of "b"
     assert workflows.get("b").status()["status"] == "complete"
 
@@ -113,6 +114,32 @@ def test_a_concurrency_key_that_fails_on_the_params_refuses_the_instance_and_cre
     with pytest.raises(ValueError, match=r"concurrency_key failed on these params: KeyError: 'customer'"):
         workflows.create("limits-test-per-customer", params={"name": "no customer"})
     assert not Instance.objects.exists()
+
+
+@workflow("limits-test-key-of-codes", concurrency=1, concurrency_key=lambda params: "".join(map(chr, params)))
+def key_of_codes(event, step):
+    return "done"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("codes", "shown"),
+    [([ord("x")] * 201, "x" * 50), ([ord("a"), 0, ord("b")], "a\\x00b")],
+    ids=["too long", "with a NUL"],
+)
+def test_a_concurrency_key_too_long_or_with_a_nul_refuses_the_instance_and_creates_nothing(codes, shown):
+    with pytest.raises(ValueError) as refused:
+        workflows.create("limits-test-key-of-codes", params=codes)
+    assert str(refused.value) == (
+        f"workflow \"limits-test-key-of-codes\": concurrency_key returned '{shown}'..., too long or with NUL"
+    )
+    assert not Instance.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_concurrency_key_of_the_longest_length_is_kept():
+    workflows.create("limits-test-per-customer", params={"customer": "x" * 200}, id="longest")
+    assert Instance.objects.get(pk="longest").concurrency_key == "x" * 200
 
 
 @workflow("limits-test-another-one-at-a-time", concurrency=1)
