@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from django.db import connection, transaction
 from django.db.models import Count, F
 
-from .models import FINISHED_STATUSES, FinishedCount, Instance, Status
+from .models import UNFINISHED_STATUSES, FinishedCount, Instance
 from .rollups import GRACE, locked_mark, mark, shared_mark
 
 MARK = "counts"
@@ -80,14 +80,18 @@ def by_workflow_and_status() -> list[tuple[str, str, int]]:
         as_value = connection.ops.adapt_datetimefield_value
         cursor.execute(
             _COUNTS.format(
-                names=", ".join(["%s"] * len(names)), unfinished=", ".join(["%s"] * len(UNFINISHED))
+                names=", ".join(["%s"] * len(names)), unfinished=", ".join(["%s"] * len(UNFINISHED_STATUSES))
             ),
-            [*names, *UNFINISHED, as_value(mark(MARK) or NOTHING_SETTLED), MARK, as_value(NOTHING_SETTLED)],
+            [
+                *names,
+                *UNFINISHED_STATUSES,
+                as_value(mark(MARK) or NOTHING_SETTLED),
+                MARK,
+                as_value(NOTHING_SETTLED),
+            ],
         )
         return [(workflow, status, int(number)) for workflow, status, number in cursor.fetchall()]
 
-
-UNFINISHED = [status.value for status in Status if status not in FINISHED_STATUSES]
 
 # The workflows with instances, one step down the (workflow, status) index each (a
 # DISTINCT would read the whole index on PostgreSQL).

@@ -15,10 +15,10 @@ class Status(models.TextChoices):
 
 
 FINISHED_STATUSES = (Status.COMPLETE, Status.ERRORED, Status.TERMINATED)
-_UNFINISHED = tuple(status for status in Status if status not in FINISHED_STATUSES)
+UNFINISHED_STATUSES = tuple(status for status in Status if status not in FINISHED_STATUSES)
 
 # Events are accepted by an instance that has not finished (it may not wait for them yet).
-EVENT_STATUSES = _UNFINISHED
+EVENT_STATUSES = UNFINISHED_STATUSES
 
 
 class Action(models.TextChoices):
@@ -44,7 +44,7 @@ class Action(models.TextChoices):
 _ACTION_STATUSES: dict[Action, tuple[Status, ...]] = {
     Action.PAUSE: (Status.QUEUED, Status.RUNNING, Status.WAITING),
     Action.RESUME: (Status.PAUSED,),
-    Action.TERMINATE: _UNFINISHED,
+    Action.TERMINATE: UNFINISHED_STATUSES,
     Action.RESTART: tuple(Status),
     Action.RETRY: (Status.ERRORED,),
 }
