@@ -24,7 +24,7 @@ has moved: nothing is left to do), or on two clusters at once (the mark's row is
 while a rollup writes, and `WorkflowHour` is unique per workflow and hour). Times are the
 times written on the rows (`created_at`, `finished_at`, by the engine's clock): a rollup
 takes only what is older than GRACE, by which time the transaction that wrote it has
-committed.
+committed (so the hosts' clocks must agree within GRACE, as NTP keeps them).
 
 What they show, as a consequence: the charts count starts and ends as events. An
 instance that errored, was retried after its hour was rolled up and then completed is
