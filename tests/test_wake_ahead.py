@@ -42,8 +42,9 @@ def test_the_timer_queues_a_sleeper_that_much_ahead_and_no_earlier():
     until_just_before(wake_at)
     assert timers.tick() == 1
     assert Instance.objects.get(pk=inst.id).status == "queued"
-    # Its sleep is not over yet, so the timer does not record it over.
-    assert Step.objects.get(instance_id=inst.id, name="nap").status == "sleeping"
+    # Recorded over as of its wake time, still to come: the run waits until then.
+    nap = Step.objects.get(instance_id=inst.id, name="nap")
+    assert (nap.status, nap.completed_at) == ("succeeded", wake_at)
 
 
 def test_a_run_queued_ahead_waits_out_its_sleep_and_then_carries_on():
@@ -122,3 +123,15 @@ def test_the_timer_sleeps_until_a_wake_up_less_the_time_ahead():
     assert lifecycle.seconds_until_next_wake(now=now, ahead=AHEAD) == pytest.approx(
         (wake_at - now - AHEAD).total_seconds()
     )
+
+
+def test_a_run_queued_ahead_is_timed_as_on_time_not_early(monkeypatch):
+    from workflows import metrics
+
+    observed = []
+    monkeypatch.setattr(metrics, "record_wake", observed.append)
+    inst, wake_at = asleep("ahead-test-nap")
+    until_just_before(wake_at)
+    timers.tick()
+    metrics.record_run_start(list(Step.objects.filter(instance_id=inst.id)), clock.now())
+    assert observed == [0.0]

@@ -279,16 +279,17 @@ def wake_due_instances(*, now: datetime | None = None, ahead: timedelta = timede
         Instance.objects.filter(pk__in=ids, status=Status.WAITING).update(
             status=Status.QUEUED, wake_at=None, waiting_for="", updated_at=now
         )
-        # Their sleeps are over: recorded here for the whole batch, so each resumed run
-        # replays its sleep instead of writing it (runtime.sleep_step does the same for
-        # a sleep it finds over by itself).
+        # Their sleeps are over (or will be, `ahead`, when their runs go on): recorded
+        # here for the whole batch, ending at their wake time, so each resumed run replays
+        # its sleep instead of writing it (runtime.sleep_step waits until its end and
+        # records a sleep it finds over by itself).
         Step.objects.filter(
             instance_id__in=ids,
             generation=F("instance__generation"),
             kind=StepKind.SLEEP,
             status=StepStatus.SLEEPING,
-            wake_at__lte=now,
-        ).update(status=StepStatus.SUCCEEDED, completed_at=now)
+            wake_at__lte=now + ahead,
+        ).update(status=StepStatus.SUCCEEDED, completed_at=F("wake_at"))
         for instance_id in ids:
             enqueue_run(instance_id)
     return len(ids)

@@ -34,7 +34,7 @@ import itertools
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import IO, Any
 
 from django.conf import settings
@@ -52,6 +52,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from . import clock, selectors
+from .conf import setting
 from .models import Instance, Status, Step, StepKind, StepStatus
 
 logger = logging.getLogger(__name__)
@@ -217,7 +218,8 @@ def record_run_start(history: Sequence[Step], claimed_at: datetime) -> None:
             if last.completed_at > last.created_at:
                 record_event_resume((claimed_at - last.completed_at).total_seconds())
         elif _due(last, claimed_at):
-            record_wake((claimed_at - last.wake_at).total_seconds())
+            # A run claimed ahead of its time waits the rest out: it is not early.
+            record_wake(max((claimed_at - last.wake_at).total_seconds(), 0.0))
     except Exception:
         _failed()
 
@@ -226,7 +228,9 @@ def _due(step: Step, now: datetime) -> bool:
     if step.kind == StepKind.SLEEP:
         # Ended by the timer (a sleep already over when reached ends at its creation).
         return step.status == StepStatus.SUCCEEDED and step.completed_at > step.created_at
-    due = step.wake_at is not None and step.wake_at <= now
+    # Due, or within the time the timer queues a run ahead (DURABLE_WAKE_AHEAD_SECONDS).
+    ahead = timedelta(seconds=setting("WAKE_AHEAD_SECONDS"))
+    due = step.wake_at is not None and step.wake_at <= now + ahead
     if step.kind == StepKind.DO:
         return step.status == StepStatus.RETRYING and due
     return step.kind == StepKind.WAIT and step.status == StepStatus.WAITING and due

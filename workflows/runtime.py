@@ -491,6 +491,9 @@ class _Run:
     def sleep_step(self, key: str, name: str, wake_at_for: Callable[[datetime], datetime]) -> None:
         step = self.recorded(key, StepKind.SLEEP)
         if step is not None and step.status == StepStatus.SUCCEEDED:
+            # Ended as of its wake time by the timer that queued this run ahead of it.
+            if not self._wait_out(step.completed_at):
+                self._suspend_until(step.completed_at)
             return
         if step is not None and step.status == StepStatus.SLEEPING:
             self._wait_out(step.wake_at)
