@@ -89,14 +89,43 @@ def test_create_batch_refuses_anything_but_a_list_saying_what_it_got():
 
 def test_create_batch_names_each_repeated_id_once_and_only_the_ids_already_taken():
     workflows.create("client-test-echo", id="exists")
+    workflows.create("client-test-echo", id="also")
     with pytest.raises(workflows.InstanceExists) as repeated:
         workflows.create_batch("client-test-echo", [{"id": "b"}, {"id": "a"}, {"id": "b"}, {"id": "a"}])
     with pytest.raises(workflows.InstanceExists) as taken:
-        workflows.create_batch("client-test-echo", [{"id": "new"}, {"id": "exists"}])
+        workflows.create_batch("client-test-echo", [{"id": "new"}, {"id": "exists"}, {"id": "also"}])
 
     assert str(repeated.value) == "instance id(s) given more than once: a, b"
-    assert str(taken.value) == "instance id(s) already taken: exists"
-    assert list(Instance.objects.values_list("id", flat=True)) == ["exists"]
+    assert str(taken.value) == "instance id(s) already taken: also, exists"
+    assert sorted(Instance.objects.values_list("id", flat=True)) == ["also", "exists"]
+
+
+def test_create_batch_makes_instances_of_no_parent():
+    created = workflows.create_batch("client-test-echo", [{"id": "one"}, {}])
+    assert [Instance.objects.get(pk=inst.id).parent_id for inst in created] == ["", ""]
+
+
+@pytest.mark.parametrize(
+    ("count", "shown"),
+    [(10, ", ".join(f"i-{n}" for n in range(10))), (11, ", ".join(f"i-{n}" for n in range(10)) + ", ...")],
+)
+def test_a_batch_whose_ids_are_taken_meanwhile_names_the_first_ten_and_creates_nothing(
+    monkeypatch, count, shown
+):
+    """An id taken by a concurrent call between the batch's look and its insert (played here
+    by the insert failing as the database's unique index would make it)."""
+    from django.db import IntegrityError
+
+    from workflows import lifecycle
+
+    def taken_meanwhile(instances):
+        raise IntegrityError("UNIQUE constraint failed: workflows_instance.id")
+
+    monkeypatch.setattr(lifecycle, "start", taken_meanwhile)
+    with pytest.raises(workflows.InstanceExists) as taken:
+        workflows.create_batch("client-test-echo", [{"id": f"i-{n}"} for n in range(count)])
+    assert str(taken.value) == f"one or more of the instance ids were taken meanwhile: {shown}"
+    assert not Instance.objects.exists()
 
 
 def test_get_returns_a_handle_for_an_existing_instance():
