@@ -186,6 +186,13 @@ def waiting_order(instance_id="order-1"):
     return inst
 
 
+def metric(consumer_name: str, outcome: str) -> float:
+    from workflows.metrics import _engine_registry
+
+    labels = {"consumer": consumer_name, "outcome": outcome}
+    return _engine_registry.get_sample_value("durable_consumer_messages_total", labels) or 0.0
+
+
 def counts(name: str) -> dict:
     return ConsumerCount.objects.filter(consumer=name).aggregate(
         handled=Sum("handled"), failed=Sum("failed"), dead_lettered=Sum("dead_lettered")
@@ -208,6 +215,7 @@ def test_a_message_wakes_the_waiting_instance(broker):
 def test_a_failing_message_is_delivered_again_then_moved_to_the_dead_letter_queue(broker):
     name, url = broker
     max_deliveries = get_consumer(name).max_deliveries
+    before = {outcome: metric(name, outcome) for outcome in ("failed", "dead_lettered")}
     with consuming(name):
         publish(url, QUEUE, {"fail": "no such order"}, message_id="bad-1")
         eventually(lambda: queue_length(url, DEAD) == 1, what="the dead-lettered message")
@@ -222,6 +230,9 @@ def test_a_failing_message_is_delivered_again_then_moved_to_the_dead_letter_queu
     assert queue_length(url, QUEUE) == 0
     assert not Delivery.objects.exists()
     assert not FailedMessage.objects.exists(), "a dead-lettered message's count is done with"
+    # ... and in the metrics (GET /metrics: durable_consumer_messages_total).
+    assert metric(name, "failed") - before["failed"] == max_deliveries
+    assert metric(name, "dead_lettered") - before["dead_lettered"] == 1
 
 
 def test_a_failed_messages_count_survives_its_consumer_stopping(broker):

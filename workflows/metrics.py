@@ -155,6 +155,14 @@ EVENT_RESUME = Histogram(
     registry=_engine_registry,
 )
 
+CONSUMER_MESSAGES = Counter(
+    "durable_consumer_messages",
+    "Queue messages a consumer (@consumer) handled (applied, or a repeat acknowledged), "
+    "failed (handed back to the broker) or moved to its dead-letter queue.",
+    ["consumer", "outcome"],
+    registry=_engine_registry,
+)
+
 _failure_logged = False
 
 
@@ -184,6 +192,14 @@ def record_step_end(workflow: str, failure: object | None, duration_ms: float | 
         (STEPS_SUCCEEDED if failure is None else STEPS_FAILED).labels(workflow).inc()
         if duration_ms is not None:
             STEP_DURATION.labels(workflow, outcome).observe(duration_ms / 1000)
+    except Exception:
+        _failed()
+
+
+def record_consumer_message(consumer: str, outcome: str) -> None:
+    """A queue consumer's message was `outcome`: handled, failed or dead_lettered."""
+    try:
+        CONSUMER_MESSAGES.labels(consumer, outcome).inc()
     except Exception:
         _failed()
 

@@ -31,6 +31,7 @@ from django.db import InterfaceError, OperationalError, connection
 
 from .. import clock
 from ..conf import setting
+from ..metrics import record_consumer_message
 from .actions import DeliveryRefused, handle_delivery
 from .body import check_size, parse_body
 from .consumers import Consumer
@@ -174,7 +175,7 @@ class ConsumerLoop:
             self.hand_back_uncounted(message, exc)
             return
         except Exception as exc:
-            self.counts["failed"] += 1
+            self.count("failed")
             if not isinstance(exc, DeliveryRefused):
                 logger.exception('consumer "%s": the handler failed', consumer.name)
             try:
@@ -200,7 +201,7 @@ class ConsumerLoop:
             message.requeue()
             return
         message.ack()
-        self.counts["handled"] += 1
+        self.count("handled")
         if key in self.failed_keys or message.delivery_info.get("redelivered"):
             forget_failures(consumer.name, key)  # a count left by earlier failed deliveries
             self.failed_keys.discard(key)
@@ -239,7 +240,7 @@ class ConsumerLoop:
         }
         self.publish(message, raw, dead_headers, self.consumer.dead_letter_queue)
         message.ack()
-        self.counts["dead_lettered"] += 1
+        self.count("dead_lettered")
 
     def publish(self, message: Any, raw: bytes, headers: dict, queue: str) -> None:
         """The message, as it came, to `queue` (persistent, confirmed by the broker)."""
@@ -253,6 +254,11 @@ class ConsumerLoop:
             message_id=message.properties.get("message_id"),
             delivery_mode=2,
         )
+
+    def count(self, outcome: str) -> None:
+        """For the console (saved every few seconds) and the metrics."""
+        self.counts[outcome] += 1
+        record_consumer_message(self.consumer.name, outcome)
 
     def save_counts(self) -> None:
         """Add this loop's counts since the last save to the minute's row."""
