@@ -60,7 +60,7 @@ bench: $(VENV)/.installed
 # Results are kept in mutants/ and only changed functions are tested again; delete it
 # for a clean run. Then: the score per module (killed or timed out / all mutants).
 mutate: $(VENV)/.installed
-	$(VENV)/bin/mutmut run --max-children 1
+	$(VENV)/bin/mutmut run --max-children 2
 	$(VENV)/bin/mutmut results --all true | awk -F'[.:] *' \
 	  '{ n[$$2]++; all++ } / (killed|timeout)$$/ { k[$$2]++; kall++ } \
 	  END { for (m in n) printf "%-10s %4d / %4d\n", m, k[m], n[m] | "sort"; close("sort"); printf "%-10s %4d / %4d\n", "overall", kall, all }'

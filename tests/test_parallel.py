@@ -701,6 +701,31 @@ def test_a_run_finding_a_call_running_under_a_live_lease_leaves_it_to_its_worker
     assert Step.objects.get(pk=tea.pk).status == "running"
 
 
+def test_a_call_a_worker_claims_while_the_run_queues_it_again_stays_the_workers(monkeypatch):
+    from workflows import calls
+    from workflows.calls import _claim
+    from workflows.runtime import run_instance
+
+    inst = workflows.create("parallel-test-map", params={"items": ["tea"]})
+    run_instance(inst.id)
+    tea = claimable_calls().get()
+    read = calls.calls_of
+
+    def read_then_a_worker_claims(group):
+        members = read(group)  # the run sees the call queued ...
+        _claim(tea.pk, clock.now())  # ... and a worker takes it (its claim locks the call only)
+        return members
+
+    monkeypatch.setattr(calls, "calls_of", read_then_a_worker_claims)
+    OrmQ.objects.all().delete()
+    run_the_instance_after_pause_and_resume(inst)
+
+    call = Step.objects.get(pk=tea.pk)
+    assert (call.status, call.attempts) == ("running", 1), "not put back in the queue for a second worker"
+    assert not [task for task in OrmQ.objects.all() if task.func() == CALL_TASK]
+    assert Instance.objects.get(pk=inst.id).status == "waiting"
+
+
 def test_a_call_whose_worker_died_with_no_retries_left_fails_its_group_and_the_instance():
     from workflows.calls import _claim
     from workflows.runtime import run_instance

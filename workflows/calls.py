@@ -110,7 +110,7 @@ def dispatch(instance: Instance, group: Step, policy: RetryPolicy, now: datetime
     """The run found its group not over (it was woken, resumed or retried): record the
     attempts of calls whose worker died, queue the calls due to run, and suspend until
     the next retry; or close the group if every call has ended."""
-    members = list(group.calls.order_by("id"))
+    members = calls_of(group)
     next_wake: datetime | None = None
     for call in members:
         if (
@@ -124,14 +124,25 @@ def dispatch(instance: Instance, group: Step, policy: RetryPolicy, now: datetime
         elif call.status in (StepStatus.RETRYING, StepStatus.QUEUED):
             # Queued again even if queued before: its task may have come while the instance
             # was paused (and found nothing to start). A second task finds nothing to claim.
-            call.status, call.wake_at = StepStatus.QUEUED, None
-            call.save(update_fields=["status", "wake_at"])
-            enqueue_call(call.pk)
+            # Guarded by the call's status: a worker's claim locks the call's row only, so
+            # it may have taken the call since it was read here; then it is the worker's.
+            requeued = Step.objects.filter(
+                pk=call.pk, status__in=(StepStatus.RETRYING, StepStatus.QUEUED)
+            ).update(status=StepStatus.QUEUED, wake_at=None)
+            if requeued:
+                call.status, call.wake_at = StepStatus.QUEUED, None
+                enqueue_call(call.pk)
+            else:
+                call.refresh_from_db()
     if all(call.status in OVER for call in members):
         _close(group, members, now)
     else:
         lifecycle.suspend(instance, now, wake_at=next_wake)
     return group, members
+
+
+def calls_of(group: Step) -> list[Step]:
+    return list(group.calls.order_by("id"))
 
 
 def outcome(members: list[Step]) -> list[Any]:
