@@ -5,6 +5,7 @@ configuration the engine needs: `Q_CLUSTER = q_cluster()`."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -107,6 +108,11 @@ def task_timeout() -> int | None:
     from django_q.conf import Conf
 
     return Conf.TIMEOUT
+
+
+def wake_ahead() -> timedelta:
+    """How long before a wake-up the timer queues its run (DURABLE_WAKE_AHEAD_SECONDS)."""
+    return timedelta(seconds=setting("WAKE_AHEAD_SECONDS"))
 
 
 def schedules_enabled() -> bool:

@@ -34,7 +34,7 @@ import itertools
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import IO, Any
 
 from django.conf import settings
@@ -52,7 +52,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from . import clock, selectors
-from .conf import setting
+from .conf import wake_ahead
 from .models import Instance, Status, Step, StepKind, StepStatus
 
 logger = logging.getLogger(__name__)
@@ -245,8 +245,7 @@ def _due(step: Step, now: datetime) -> bool:
         # Ended by the timer (a sleep already over when reached ends at its creation).
         return step.status == StepStatus.SUCCEEDED and step.completed_at > step.created_at
     # Due, or within the time the timer queues a run ahead (DURABLE_WAKE_AHEAD_SECONDS).
-    ahead = timedelta(seconds=setting("WAKE_AHEAD_SECONDS"))
-    due = step.wake_at is not None and step.wake_at <= now + ahead
+    due = step.wake_at is not None and step.wake_at <= now + wake_ahead()
     if step.kind == StepKind.DO:
         return step.status == StepStatus.RETRYING and due
     return step.kind == StepKind.WAIT and step.status == StepStatus.WAITING and due

@@ -34,7 +34,7 @@ from .attempts import (
     StepInfo,
     call_step,
 )
-from .conf import setting
+from .conf import setting, wake_ahead
 from .definition import RetryPolicy, get_workflow
 from .dispatch import enqueue_run
 from .errors import NonDeterminismError, StepFailed
@@ -391,11 +391,11 @@ class _Run:
         """Whether `wake_at` has come, or comes soon enough to wait for here: the timer
         queues a run up to DURABLE_WAKE_AHEAD_SECONDS early (so that it is not late), and
         the run sleeps the rest in its worker rather than suspend again."""
-        left = (wake_at - clock.now()).total_seconds()
-        if left > setting("WAKE_AHEAD_SECONDS"):
+        left = wake_at - clock.now()
+        if left > wake_ahead():
             return False
-        if left > 0:
-            time.sleep(left)
+        if left > timedelta(0):
+            time.sleep(left.total_seconds())
         return True
 
     def _suspend_until(self, wake_at: datetime) -> None:

@@ -18,12 +18,11 @@ import logging
 import random
 import threading
 import time
-from datetime import timedelta
 
 from django.db import connection
 
 from . import calls, clock, counts, hours, retention
-from .conf import setting
+from .conf import setting, wake_ahead
 from .lifecycle import BATCH, recover_abandoned_runs, seconds_until_next_wake, wake_due_instances
 from .schedules import start_due
 
@@ -48,10 +47,6 @@ def roll_up() -> None:
     now = clock.now()
     hours.roll_up(now=now)
     counts.settle(now=now)
-
-
-def wake_ahead() -> timedelta:
-    return timedelta(seconds=setting("WAKE_AHEAD_SECONDS"))
 
 
 _started = threading.Event()
