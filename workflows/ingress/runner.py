@@ -185,8 +185,7 @@ class ConsumerLoop:
                 return
             if deliveries >= consumer.max_deliveries:
                 self.dead_letter(message, raw, headers, deliveries, exc)
-                forget_failures(consumer.name, key)
-                self.failed_keys.discard(key)
+                self.forget(key)
                 return
             self.failed_keys.add(key)
             logger.warning(
@@ -203,14 +202,18 @@ class ConsumerLoop:
         message.ack()
         self.count("handled")
         if key in self.failed_keys or message.delivery_info.get("redelivered"):
-            forget_failures(consumer.name, key)  # a count left by earlier failed deliveries
-            self.failed_keys.discard(key)
+            self.forget(key)  # a count left by earlier failed deliveries
         logger.info(
             'consumer "%s": message %s: %s',
             consumer.name,
             sender_id or "(no id)",
             "a repeat, acknowledged" if outcome.duplicate else f"applied {outcome.applied} action(s)",
         )
+
+    def forget(self, key: str) -> None:
+        """The message `key` succeeded or was dead-lettered: its failures' count is done with."""
+        forget_failures(self.consumer.name, key)
+        self.failed_keys.discard(key)
 
     def hand_back_uncounted(self, message: Any, error: Exception) -> None:
         """The database, not the message, failed: the broker keeps it, and the loop waits."""
