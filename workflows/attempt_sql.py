@@ -21,6 +21,7 @@ from django.db import connection
 from django.db.models import Model
 
 from .models import Instance, Status, Step, StepRun
+from .sql import db_value, marks, quote, table
 
 
 def applies() -> bool:
@@ -34,14 +35,14 @@ def start(instance_id: str, token: str, lease_expires: datetime | None, step: St
     guard, params = _guard(instance_id, token, lease_expires, new_step=True)
     if step.pk is None:
         columns, values = _row(step)
-        write_step = f"INSERT INTO {_table(Step)} ({columns}) SELECT {_marks(values)} FROM held RETURNING id"
+        write_step = f"INSERT INTO {table(Step)} ({columns}) SELECT {marks(values)} FROM held RETURNING id"
     else:
         write_step, values = _update(step, ["status", "attempts", "wake_at"])
     attempt_columns, attempt_values = _row(attempt, skip=("step",))
     sql = (
         f"WITH held AS ({guard}), step AS ({write_step}) "
-        f"INSERT INTO {_table(StepRun)} ({_quote('step_id')}, {attempt_columns}) "
-        f"SELECT step.id, {_marks(attempt_values)} FROM step RETURNING step_id, id"
+        f"INSERT INTO {table(StepRun)} ({quote('step_id')}, {attempt_columns}) "
+        f"SELECT step.id, {marks(attempt_values)} FROM step RETURNING step_id, id"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, *values, *attempt_values])
@@ -73,41 +74,24 @@ def _guard(
 ) -> tuple[str, list]:
     """The instance row, locked, if this run holds it and it is running (and, before a new
     step, no rollback was asked for). Moving the lease locks the row as FOR UPDATE does."""
-    where = f"id = %s AND {_quote('lease_token')} = %s AND status = %s"
+    where = f"id = %s AND {quote('lease_token')} = %s AND status = %s"
     if new_step:
-        where += f" AND NOT {_quote('rollback_requested')}"
+        where += f" AND NOT {quote('rollback_requested')}"
     params = [instance_id, token, Status.RUNNING.value]
     if lease_expires is None:
-        return f"SELECT id FROM {_table(Instance)} WHERE {where} FOR UPDATE", params
-    lease = _quote("lease_expires_at")
-    return f"UPDATE {_table(Instance)} SET {lease} = %s WHERE {where} RETURNING id", [lease_expires, *params]
+        return f"SELECT id FROM {table(Instance)} WHERE {where} FOR UPDATE", params
+    lease = quote("lease_expires_at")
+    return f"UPDATE {table(Instance)} SET {lease} = %s WHERE {where} RETURNING id", [lease_expires, *params]
 
 
 def _update(obj: Model, fields: list[str], only_if: str = "EXISTS (SELECT 1 FROM held)") -> tuple[str, list]:
     meta = obj._meta
-    assignments = ", ".join(f"{_quote(meta.get_field(name).column)} = %s" for name in fields)
-    values = [_db_value(obj, name) for name in fields]
-    sql = f"UPDATE {_table(type(obj))} SET {assignments} WHERE id = %s AND {only_if} RETURNING id"
+    assignments = ", ".join(f"{quote(meta.get_field(name).column)} = %s" for name in fields)
+    values = [db_value(obj, name) for name in fields]
+    sql = f"UPDATE {table(type(obj))} SET {assignments} WHERE id = %s AND {only_if} RETURNING id"
     return sql, [*values, obj.pk]
 
 
 def _row(obj: Model, skip: tuple[str, ...] = ()) -> tuple[str, list]:
     fields = [f for f in obj._meta.concrete_fields if not f.primary_key and f.name not in skip]
-    return ", ".join(_quote(f.column) for f in fields), [_db_value(obj, f.name) for f in fields]
-
-
-def _db_value(obj: Model, name: str):
-    field = obj._meta.get_field(name)
-    return field.get_db_prep_save(getattr(obj, field.attname), connection)
-
-
-def _marks(values: list) -> str:
-    return ", ".join(["%s"] * len(values))
-
-
-def _table(model: type[Model]) -> str:
-    return _quote(model._meta.db_table)
-
-
-def _quote(name: str) -> str:
-    return connection.ops.quote_name(name)
+    return ", ".join(quote(f.column) for f in fields), [db_value(obj, f.name) for f in fields]

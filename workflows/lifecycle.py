@@ -106,13 +106,18 @@ def carry_on(instance: Instance) -> None:
     instance.save(update_fields=["status"])
 
 
+def queued_fields(now: datetime) -> dict[str, Any]:
+    """What `queue` writes: runnable now, waiting for nothing. (A statement that queues an
+    instance itself, inbox_sql.hand_over, writes these and then calls enqueue_run.)"""
+    return {"status": Status.QUEUED, "wake_at": None, "waiting_for": "", "updated_at": now}
+
+
 def queue(instance: Instance, now: datetime, *extra_fields: str) -> None:
     """Make the instance runnable now and queue a run (saving `extra_fields` too)."""
-    instance.status = Status.QUEUED
-    instance.wake_at = None
-    instance.waiting_for = ""
-    instance.updated_at = now
-    instance.save(update_fields=["status", "wake_at", "waiting_for", "updated_at", *extra_fields])
+    fields = queued_fields(now)
+    for name, value in fields.items():
+        setattr(instance, name, value)
+    instance.save(update_fields=[*fields, *extra_fields])
     enqueue_run(instance.id)
 
 

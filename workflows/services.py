@@ -10,7 +10,7 @@ from typing import Any
 
 from django.db import transaction
 
-from . import clock, creation, inbox, lifecycle, retention
+from . import clock, creation, inbox, inbox_sql, lifecycle, retention
 from .definition import parse_duration
 from .errors import InstanceNotFound, InvalidState
 from .models import FINISHED_STATUSES, Action, Event, Instance, Status, Step, StepRun
@@ -64,6 +64,11 @@ def send_event(*, instance_id: str, event_type: str, payload: Any = None) -> Eve
     checked_name(event_type, what="event type", max_length=MAX_EVENT_TYPE)
     payload = to_json_value(payload, what=f'payload of event "{event_type}"')
     with transaction.atomic():
+        if inbox_sql.applies() and is_instance_id(instance_id):
+            now = clock.now()
+            event = Event(instance_id=instance_id, type=event_type, payload=payload, created_at=now)
+            if inbox_sql.hand_over(event, now):
+                return event
         instance = _locked(instance_id)
         if not instance.accepts_events:
             raise InvalidState(

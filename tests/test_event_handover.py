@@ -1,0 +1,179 @@
+"""On PostgreSQL send_event hands an event to the wait that expects it in one statement
+(workflows/inbox_sql.py); whenever that statement finds nothing to hand over it writes
+nothing, and the general path decides, as on SQLite."""
+
+import threading
+import time
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+import workflows
+from support import backend_pid, is_blocked
+from workflows import clock, inbox_sql, workflow
+from workflows.models import Event, Instance, Status, Step
+from workflows.testing import run_until_idle
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
+
+
+@workflow("handover-test-approval")
+def approval(event, step):
+    step.do("prepare", lambda: "ready")
+    return step.wait_for_event("approval", type="approval", timeout="1 hour")
+
+
+def waiting_instance(instance_id: str):
+    inst = workflows.create("handover-test-approval", id=instance_id)
+    run_until_idle()
+    assert inst.status()["status"] == "waiting"
+    return inst
+
+
+def rows(instance_id: str) -> dict:
+    """What a send leaves: the instance's transition fields, its steps, its events."""
+    instance = Instance.objects.get(pk=instance_id)
+    return {
+        "instance": (
+            instance.status,
+            instance.wake_at,
+            instance.waiting_for,
+            instance.updated_at is not None,
+        ),
+        "steps": list(
+            Step.objects.filter(instance_id=instance_id)
+            .order_by("id")
+            .values_list("key", "status", "result", "completed_at")
+        ),
+        "events": [
+            (
+                event.type,
+                event.payload,
+                event.consumed_at,
+                event.consumed_by.key if event.consumed_by else None,
+            )
+            for event in Event.objects.filter(instance_id=instance_id).order_by("id")
+        ],
+    }
+
+
+def without_times(found: dict) -> dict:
+    steps = [
+        (key, status, result, completed is not None) for key, status, result, completed in found["steps"]
+    ]
+    events = [(kind, payload, consumed is not None, by) for kind, payload, consumed, by in found["events"]]
+    return {**found, "steps": steps, "events": events}
+
+
+def test_an_event_to_a_waiting_instance_takes_one_statement_and_the_queued_run_task():
+    inst = waiting_instance("one-statement")
+
+    with CaptureQueriesContext(connection) as captured:
+        inst.send_event("approval", {"approved": True})
+
+    # (The test's own transaction makes send_event's a savepoint.)
+    statements = [query["sql"] for query in captured if "SAVEPOINT" not in query["sql"]]
+    assert len(statements) == 2, statements
+    assert statements[0].startswith("WITH held AS")
+    assert statements[1].startswith('INSERT INTO "django_q_ormq"')
+    found = rows(inst.id)
+    wait = found["steps"][-1]
+    event = found["events"][0]
+    assert found["instance"] == ("queued", None, "", True)
+    assert wait[:3] == ("approval#1", "succeeded", {"approved": True})
+    assert event == ("approval", {"approved": True}, wait[3], "approval#1")  # consumed when the wait ended
+    run_until_idle()
+    assert inst.status()["output"] == {"approved": True}
+
+
+def test_the_one_statement_leaves_the_same_rows_as_the_general_path(monkeypatch):
+    fast, general = waiting_instance("fast"), waiting_instance("general")
+    fast.send_event("approval", ["yes", 1])
+    monkeypatch.setattr(inbox_sql, "applies", lambda: False)
+    general.send_event("approval", ["yes", 1])
+
+    assert without_times(rows(fast.id)) == without_times(rows(general.id))
+
+
+def send_directly(instance_id: str, event_type: str = "approval") -> bool:
+    now = clock.now()
+    event = Event(instance_id=instance_id, type=event_type, payload="late", created_at=now)
+    with transaction.atomic():
+        return inbox_sql.hand_over(event, now)
+
+
+def test_the_statement_writes_nothing_for_an_instance_waiting_for_another_type():
+    inst = waiting_instance("another-type")
+    before = rows(inst.id)
+
+    assert send_directly(inst.id, "not approval") is False
+    assert rows(inst.id) == before
+
+
+@pytest.mark.parametrize("status", [Status.RUNNING, Status.QUEUED, Status.PAUSED])
+def test_the_statement_writes_nothing_for_an_instance_that_is_not_waiting(status):
+    inst = waiting_instance(f"not-waiting-{status}")
+    Instance.objects.filter(pk=inst.id).update(status=status)  # waiting_for is still "approval"
+    before = rows(inst.id)
+
+    assert send_directly(inst.id) is False
+    assert rows(inst.id) == before
+
+
+def test_the_statement_writes_nothing_when_the_waiting_step_is_not_found():
+    """The instance waits for the type but no wait step of its generation does (as when
+    the step was recorded after the statement's snapshot): no half-written hand-over."""
+    inst = waiting_instance("no-step")
+    Step.objects.filter(instance_id=inst.id, kind="wait").update(generation=99)
+    before = rows(inst.id)
+
+    assert send_directly(inst.id) is False
+    assert rows(inst.id) == before
+
+
+def suspend_in_the_wait_once_the_sender_waits(instance_id: str, wait_step: dict, sender: int, done) -> None:
+    """As a run suspending in its wait: lock the (running) instance, record the wait step,
+    mark the instance waiting, and commit only once backend `sender` waits for the lock."""
+    try:
+        with transaction.atomic():
+            instance = Instance.objects.select_for_update().get(pk=instance_id)
+            Step.objects.create(**wait_step)
+            instance.status, instance.waiting_for = Status.WAITING, "approval"
+            instance.save(update_fields=["status", "waiting_for"])
+            done.set()
+            for _ in range(1000):
+                if is_blocked(sender):
+                    break
+                time.sleep(0.01)
+    finally:
+        connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_event_sent_while_the_run_records_its_wait_is_handed_to_that_wait():
+    """The send's statement takes its snapshot before the run commits the wait step, then
+    waits for the instance's lock: it finds the instance waiting but not the step, writes
+    nothing, and the general path hands the event over."""
+    inst = waiting_instance("race")
+    wait = Step.objects.get(instance_id=inst.id, kind="wait")
+    values = {f.attname: getattr(wait, f.attname) for f in Step._meta.concrete_fields if not f.primary_key}
+    wait.delete()
+    Instance.objects.filter(pk=inst.id).update(status=Status.RUNNING, waiting_for="")  # about to suspend
+    locked = threading.Event()
+    run = threading.Thread(
+        target=suspend_in_the_wait_once_the_sender_waits, args=(inst.id, values, backend_pid(), locked)
+    )
+    run.start()
+    try:
+        assert locked.wait(10)
+        inst.send_event("approval", "on time")
+    finally:
+        run.join(15)
+
+    found = rows(inst.id)
+    assert found["instance"][0] == "queued"
+    assert found["steps"][-1][:3] == ("approval#1", "succeeded", "on time")
+    assert found["events"][0][3] == "approval#1"  # consumed by the wait, not kept
+    run_until_idle()
+    assert inst.status()["output"] == "on time"
