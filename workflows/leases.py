@@ -19,7 +19,7 @@ from django.db import connection
 
 from . import clock
 from .conf import setting
-from .models import Instance, Step
+from .models import HELD, Instance, Step
 
 logger = logging.getLogger(__name__)
 
@@ -79,9 +79,9 @@ def renew_held_leases() -> int:
     expires = clock.now() + timedelta(seconds=setting("LEASE_SECONDS"))
     renewed = 0
     if tokens:
-        renewed += Instance.objects.filter(lease_token__in=tokens).update(lease_expires_at=expires)
+        renewed += Instance.objects.filter(HELD, lease_token__in=tokens).update(lease_expires_at=expires)
     if call_tokens:
-        renewed += Step.objects.filter(lease_token__in=call_tokens).update(lease_expires_at=expires)
+        renewed += Step.objects.filter(HELD, lease_token__in=call_tokens).update(lease_expires_at=expires)
     return renewed
 
 

@@ -20,6 +20,10 @@ UNFINISHED_STATUSES = tuple(status for status in Status if status not in FINISHE
 # Events are accepted by an instance that has not finished (it may not wait for them yet).
 EVENT_STATUSES = UNFINISHED_STATUSES
 
+# A row a run (or a parallel call's worker) holds: its lease token is set. The condition of
+# the held-lease indexes, which a query states too (SQLite uses a partial index only then).
+HELD = ~models.Q(lease_token="")
+
 
 class Action(models.TextChoices):
     """The lifecycle actions. The services enforce the statuses each allows; the console,
@@ -98,6 +102,9 @@ class Instance(models.Model):
                 fields=["workflow", "concurrency_key", "status", "created_at"],
                 name="instance_concurrency_idx",
             ),
+            # The heartbeat renews its worker's leases by token, four times a second: only
+            # held leases are in it, so a renewal does not scan every instance.
+            models.Index(fields=["lease_token"], name="instance_held_lease_idx", condition=HELD),
         ]
         permissions = [
             (
@@ -185,6 +192,8 @@ class Step(models.Model):
                 name="step_call_lease_idx",
                 condition=models.Q(lease_expires_at__isnull=False),
             ),
+            # The heartbeat renews the calls its worker runs by token (as for instances).
+            models.Index(fields=["lease_token"], name="step_held_lease_idx", condition=HELD),
         ]
 
     def __str__(self) -> str:
