@@ -3,7 +3,9 @@
 Runs (runtime), lifecycle calls (services), the timers and workflows.testing all change an
 instance through these functions. Each takes an instance the caller has locked in its
 transaction (`select_for_update`), except `claim` and the bulk transitions of the timers,
-which lock what they change themselves.
+which lock what they change themselves. (On PostgreSQL two hot paths write in one statement
+of their own: attempt_sql.py moves a run's lease, as sized by leases.py, and inbox_sql.py
+queues an instance an event wakes, writing `queued_fields`.)
 
     queued --claim--> running --suspend--> waiting --wake / event--> queued
        ^                 |  \\--hand_back (slice, drain)--> queued
