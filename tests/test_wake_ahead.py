@@ -10,6 +10,7 @@ import workflows
 from workflows import clock, lifecycle, timers, workflow
 from workflows.definition import RetryPolicy
 from workflows.models import Instance, Step, StepRun
+from workflows.tasks import run_instance
 from workflows.testing import run_until_idle
 
 pytestmark = pytest.mark.django_db
@@ -65,6 +66,19 @@ def test_a_run_woken_further_ahead_than_the_setting_suspends_again():
     run_until_idle()
     row = Instance.objects.get(pk=inst.id)
     assert (row.status, row.wake_at) == ("waiting", wake_at)
+
+
+def test_a_sleeper_queued_by_other_means_within_the_time_ahead_waits_out_its_sleep_in_this_run():
+    """A resume (not the timer) queues it with its sleep still recorded as sleeping."""
+    inst, wake_at = asleep("ahead-test-nap")
+    inst.pause()
+    inst.resume()
+    until_just_before(wake_at)
+
+    assert run_instance(inst.id) == "complete"
+    nap = Step.objects.get(instance_id=inst.id, name="nap")
+    assert nap.status == "succeeded" and nap.completed_at >= wake_at
+    assert inst.status()["output"] >= wake_at.isoformat()
 
 
 failures = []
