@@ -130,3 +130,39 @@ def test_a_run_resumed_while_its_calls_are_queued_queues_them_again_without_wait
     assert inst.status()["status"] == "waiting"
     assert claimable_calls().count() == 2
     assert commits_without_disk_wait == ["fast"]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_an_attempts_one_statement_start_does_not_wait_for_the_disk_and_its_end_does():
+    """Outside a transaction (as in a worker) the start's statement is its own transaction,
+    and `SET LOCAL synchronous_commit` sent with it in one round trip applies to it alone."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    inst = workflows.create("commits-test-step")
+    with CaptureQueriesContext(connection) as captured:
+        run_instance(inst.id)
+
+    assert inst.status()["output"] == 1
+    attempts = [query["sql"] for query in captured if "WITH held AS" in query["sql"]]
+    start, end = attempts
+    assert start.startswith("SET LOCAL synchronous_commit TO OFF; WITH held AS")
+    assert end.startswith("WITH held AS")
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")  # the setting did not outlive the start
+        assert cursor.fetchone() == ("on",)
+
+
+@pytest.mark.postgres
+def test_inside_a_callers_transaction_the_one_statement_start_leaves_its_durability_alone():
+    """SET LOCAL there would weaken the caller's whole transaction."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    inst = workflows.create("commits-test-step")
+    with CaptureQueriesContext(connection) as captured:
+        run_instance(inst.id)  # inside the test's transaction
+
+    assert inst.status()["output"] == 1
+    assert not [query for query in captured if "synchronous_commit" in query["sql"]]

@@ -44,8 +44,16 @@ def start(instance_id: str, token: str, lease_expires: datetime | None, step: St
         f"INSERT INTO {table(StepRun)} ({quote('step_id')}, {attempt_columns}) "
         f"SELECT step.id, {marks(attempt_values)} FROM step RETURNING step_id, id"
     )
+    # The start need not wait for the disk: the end's commit makes it durable too (as the
+    # general path's, runtime._start_attempt). Outside a transaction the statement is its
+    # own, so SET LOCAL sent with it, in the same round trip, applies to it alone.
+    own_transaction = connection.get_autocommit()
+    if own_transaction:
+        sql = f"SET LOCAL synchronous_commit TO OFF; {sql}"
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, *values, *attempt_values])
+        if own_transaction:
+            cursor.nextset()
         row = cursor.fetchone()
     if row is None:
         return False
