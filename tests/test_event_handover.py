@@ -152,9 +152,8 @@ def suspend_in_the_wait_once_the_sender_waits(instance_id: str, wait_step: dict,
 
 @pytest.mark.django_db(transaction=True)
 def test_an_event_sent_while_the_run_records_its_wait_is_handed_to_that_wait():
-    """The send's statement takes its snapshot before the run commits the wait step, then
-    waits for the instance's lock: it finds the instance waiting but not the step, writes
-    nothing, and the general path hands the event over."""
+    """The send's statement sees the instance still running and writes nothing at once;
+    the general path waits for the run's lock and hands the event to the wait it recorded."""
     inst = waiting_instance("race")
     wait = Step.objects.get(instance_id=inst.id, kind="wait")
     values = {f.attname: getattr(wait, f.attname) for f in Step._meta.concrete_fields if not f.primary_key}
@@ -177,3 +176,100 @@ def test_an_event_sent_while_the_run_records_its_wait_is_handed_to_that_wait():
     assert found["events"][0][3] == "approval#1"  # consumed by the wait, not kept
     run_until_idle()
     assert inst.status()["output"] == "on time"
+
+
+def restart_into_the_wait_once_the_sender_waits(
+    instance_id: str, wait_step: dict, sender: int, locked: threading.Event, seen: list
+) -> None:
+    """Lock the waiting instance and leave it waiting at the same wait in its next
+    generation, as a restart and a replay to that wait would; commit only once backend
+    `sender` waits for the lock, noting the statement it waits in."""
+    try:
+        with transaction.atomic():
+            instance = Instance.objects.select_for_update().get(pk=instance_id)
+            instance.generation += 1
+            instance.save(update_fields=["generation"])
+            Step.objects.create(**{**wait_step, "generation": instance.generation})
+            locked.set()
+            for _ in range(1000):
+                if is_blocked(sender):
+                    with connection.cursor() as cursor:
+                        cursor.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", [sender])
+                        seen.append(cursor.fetchone()[0])
+                    break
+                time.sleep(0.01)
+    finally:
+        connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_event_whose_statement_waited_for_the_lock_goes_to_the_wait_of_the_generation_it_finds():
+    """The statement's snapshot has the instance waiting in generation 1; it waits for the
+    lock, and finds the row (re-read) waiting in generation 2, whose wait step its snapshot
+    does not have: it writes nothing, and the general path hands the event to that step,
+    not to the old generation's."""
+    inst = waiting_instance("new-generation")
+    wait = Step.objects.get(instance_id=inst.id, kind="wait")
+    values = {f.attname: getattr(wait, f.attname) for f in Step._meta.concrete_fields if not f.primary_key}
+    seen: list[str] = []
+    locked = threading.Event()
+    restart = threading.Thread(
+        target=restart_into_the_wait_once_the_sender_waits,
+        args=(inst.id, values, backend_pid(), locked, seen),
+    )
+    restart.start()
+    try:
+        assert locked.wait(10)
+        inst.send_event("approval", "to the new wait")
+    finally:
+        restart.join(15)
+
+    assert seen and seen[0].startswith("WITH held AS"), seen  # the one statement waited
+    waits = Step.objects.filter(instance_id=inst.id, kind="wait").order_by("generation")
+    assert [(w.generation, w.status, w.result) for w in waits] == [
+        (1, "waiting", None),
+        (2, "succeeded", "to the new wait"),
+    ]
+    assert Event.objects.get(instance_id=inst.id).consumed_by == waits[1]
+    assert Instance.objects.get(pk=inst.id).status == "queued"
+
+
+wait_type = {"value": "approval"}  # the type the code below waits for (a deploy changes it)
+
+
+@workflow("handover-test-changed-type")
+def changed_type(event, step):
+    return step.wait_for_event("approval", type=wait_type["value"], timeout="1 hour")
+
+
+def test_an_event_of_the_type_a_wait_was_recorded_with_is_kept_once_the_instance_waits_for_another(
+    monkeypatch,
+):
+    """The instance's waiting_for decides who takes an event, not the type its waiting step
+    was recorded with: after a deploy changed the type a wait expects, a replay of an
+    instance waiting there waits for the new type on the step recorded with the old. An
+    event of the old type is kept, on either path."""
+    fast = workflows.create("handover-test-changed-type", id="changed-fast")
+    general = workflows.create("handover-test-changed-type", id="changed-general")
+    run_until_idle()
+    monkeypatch.setitem(wait_type, "value", "approval-v2")  # the deploy
+    for inst in (fast, general):
+        inst.pause()
+        inst.resume()
+    run_until_idle()
+    assert Instance.objects.get(pk=fast.id).waiting_for == "approval-v2"
+    assert Step.objects.get(instance_id=fast.id, kind="wait").event_type == "approval"
+
+    fast.send_event("approval", "old")
+    monkeypatch.setattr(inbox_sql, "applies", lambda: False)
+    general.send_event("approval", "old")
+
+    found = rows(fast.id)
+    assert found["instance"][0] == "waiting"
+    assert found["events"][0][2:] == (None, None)  # kept, not consumed
+
+    def compared(found: dict) -> dict:  # (the two waits' deadlines are a moment apart)
+        status, _wake_at, waiting_for, _updated = found["instance"]
+        return {**without_times(found), "instance": (status, waiting_for)}
+
+    assert compared(found) == compared(rows(general.id))
