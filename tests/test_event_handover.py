@@ -132,64 +132,12 @@ def test_the_statement_writes_nothing_when_the_waiting_step_is_not_found():
     assert rows(inst.id) == before
 
 
-def suspend_in_the_wait_once_the_sender_waits(instance_id: str, wait_step: dict, sender: int, done) -> None:
-    """As a run suspending in its wait: lock the (running) instance, record the wait step,
-    mark the instance waiting, and commit only once backend `sender` waits for the lock."""
+def change_once_the_sender_waits(instance_id: str, change, sender: int, locked, seen: list) -> None:
+    """Lock the instance and make `change` to it; commit only once backend `sender` waits
+    for that lock, noting the statement it waits in."""
     try:
         with transaction.atomic():
-            instance = Instance.objects.select_for_update().get(pk=instance_id)
-            Step.objects.create(**wait_step)
-            instance.status, instance.waiting_for = Status.WAITING, "approval"
-            instance.save(update_fields=["status", "waiting_for"])
-            done.set()
-            for _ in range(1000):
-                if is_blocked(sender):
-                    break
-                time.sleep(0.01)
-    finally:
-        connection.close()
-
-
-@pytest.mark.django_db(transaction=True)
-def test_an_event_sent_while_the_run_records_its_wait_is_handed_to_that_wait():
-    """The send's statement sees the instance still running and writes nothing at once;
-    the general path waits for the run's lock and hands the event to the wait it recorded."""
-    inst = waiting_instance("race")
-    wait = Step.objects.get(instance_id=inst.id, kind="wait")
-    values = {f.attname: getattr(wait, f.attname) for f in Step._meta.concrete_fields if not f.primary_key}
-    wait.delete()
-    Instance.objects.filter(pk=inst.id).update(status=Status.RUNNING, waiting_for="")  # about to suspend
-    locked = threading.Event()
-    run = threading.Thread(
-        target=suspend_in_the_wait_once_the_sender_waits, args=(inst.id, values, backend_pid(), locked)
-    )
-    run.start()
-    try:
-        assert locked.wait(10)
-        inst.send_event("approval", "on time")
-    finally:
-        run.join(15)
-
-    found = rows(inst.id)
-    assert found["instance"][0] == "queued"
-    assert found["steps"][-1][:3] == ("approval#1", "succeeded", "on time")
-    assert found["events"][0][3] == "approval#1"  # consumed by the wait, not kept
-    run_until_idle()
-    assert inst.status()["output"] == "on time"
-
-
-def restart_into_the_wait_once_the_sender_waits(
-    instance_id: str, wait_step: dict, sender: int, locked: threading.Event, seen: list
-) -> None:
-    """Lock the waiting instance and leave it waiting at the same wait in its next
-    generation, as a restart and a replay to that wait would; commit only once backend
-    `sender` waits for the lock, noting the statement it waits in."""
-    try:
-        with transaction.atomic():
-            instance = Instance.objects.select_for_update().get(pk=instance_id)
-            instance.generation += 1
-            instance.save(update_fields=["generation"])
-            Step.objects.create(**{**wait_step, "generation": instance.generation})
+            change(Instance.objects.select_for_update().get(pk=instance_id))
             locked.set()
             for _ in range(1000):
                 if is_blocked(sender):
@@ -202,6 +150,54 @@ def restart_into_the_wait_once_the_sender_waits(
         connection.close()
 
 
+def send_while_another_transaction_changes(inst, change, payload: str) -> str:
+    """Send the event while another transaction holds the instance's lock to `change` it;
+    returns the statement the send waited for the lock in."""
+    seen: list[str] = []
+    locked = threading.Event()
+    other = threading.Thread(
+        target=change_once_the_sender_waits, args=(inst.id, change, backend_pid(), locked, seen)
+    )
+    other.start()
+    try:
+        assert locked.wait(10)
+        inst.send_event("approval", payload)
+    finally:
+        other.join(15)
+    assert seen, "the send never waited for the lock"
+    return seen[0]
+
+
+def wait_step_values(inst) -> dict:
+    wait = Step.objects.get(instance_id=inst.id, kind="wait")
+    return {f.attname: getattr(wait, f.attname) for f in Step._meta.concrete_fields if not f.primary_key}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_event_sent_while_the_run_records_its_wait_is_handed_to_that_wait():
+    """The send's statement sees the instance still running and writes nothing at once;
+    the general path waits for the run's lock and hands the event to the wait it recorded."""
+    inst = waiting_instance("race")
+    values = wait_step_values(inst)
+    Step.objects.filter(instance_id=inst.id, kind="wait").delete()
+    Instance.objects.filter(pk=inst.id).update(status=Status.RUNNING, waiting_for="")  # about to suspend
+
+    def suspend_in_the_wait(instance: Instance) -> None:
+        Step.objects.create(**values)
+        instance.status, instance.waiting_for = Status.WAITING, "approval"
+        instance.save(update_fields=["status", "waiting_for"])
+
+    waited_in = send_while_another_transaction_changes(inst, suspend_in_the_wait, "on time")
+
+    assert waited_in.startswith("SELECT"), waited_in  # the general path's lock
+    found = rows(inst.id)
+    assert found["instance"][0] == "queued"
+    assert found["steps"][-1][:3] == ("approval#1", "succeeded", "on time")
+    assert found["events"][0][3] == "approval#1"  # consumed by the wait, not kept
+    run_until_idle()
+    assert inst.status()["output"] == "on time"
+
+
 @pytest.mark.django_db(transaction=True)
 def test_an_event_whose_statement_waited_for_the_lock_goes_to_the_wait_of_the_generation_it_finds():
     """The statement's snapshot has the instance waiting in generation 1; it waits for the
@@ -209,22 +205,16 @@ def test_an_event_whose_statement_waited_for_the_lock_goes_to_the_wait_of_the_ge
     does not have: it writes nothing, and the general path hands the event to that step,
     not to the old generation's."""
     inst = waiting_instance("new-generation")
-    wait = Step.objects.get(instance_id=inst.id, kind="wait")
-    values = {f.attname: getattr(wait, f.attname) for f in Step._meta.concrete_fields if not f.primary_key}
-    seen: list[str] = []
-    locked = threading.Event()
-    restart = threading.Thread(
-        target=restart_into_the_wait_once_the_sender_waits,
-        args=(inst.id, values, backend_pid(), locked, seen),
-    )
-    restart.start()
-    try:
-        assert locked.wait(10)
-        inst.send_event("approval", "to the new wait")
-    finally:
-        restart.join(15)
+    values = wait_step_values(inst)
 
-    assert seen and seen[0].startswith("WITH held AS"), seen  # the one statement waited
+    def restart_into_the_same_wait(instance: Instance) -> None:  # as a restart, then a replay
+        instance.generation += 1
+        instance.save(update_fields=["generation"])
+        Step.objects.create(**{**values, "generation": instance.generation})
+
+    waited_in = send_while_another_transaction_changes(inst, restart_into_the_same_wait, "to the new wait")
+
+    assert waited_in.startswith("WITH held AS"), waited_in  # the one statement waited
     waits = Step.objects.filter(instance_id=inst.id, kind="wait").order_by("generation")
     assert [(w.generation, w.status, w.result) for w in waits] == [
         (1, "waiting", None),
