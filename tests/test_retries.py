@@ -7,7 +7,7 @@ import pytest
 from django.db import OperationalError, connection
 
 import workflows
-from workflows import NonRetryableError, RetryPolicy, StepFailed, workflow
+from workflows import NonRetryableError, RetryPolicy, StepFailed, attempt_sql, runtime, workflow
 from workflows.models import Instance, Step, StepRun
 from workflows.testing import advance, run_until_idle
 
@@ -325,3 +325,52 @@ def test_a_computed_result_survives_a_transient_error_of_the_write_that_records_
     assert attempts["compute"] == 1
     runs = StepRun.objects.filter(step__instance_id=inst.id)
     assert list(runs.values_list("attempt", "outcome")) == [(1, "succeeded")]
+
+
+def failing_success_writes(failures: int):
+    """An execute wrapper failing the first `failures` writes of a step's success."""
+    failed: list[str] = []
+
+    def wrapper(execute, sql, params, many, context):
+        if len(failed) < failures and 'UPDATE "workflows_step"' in sql and "succeeded" in (params or ()):
+            failed.append(sql)
+            raise OperationalError("database is locked (injected by the test)")
+        return execute(sql, params, many, context)
+
+    return wrapper, failed
+
+
+def test_the_write_of_a_result_is_tried_once_after_each_pause_and_a_last_time(monkeypatch, caplog):
+    monkeypatch.setattr(runtime, "END_WRITE_PAUSES", (0.0, 0.0))  # two pauses, not seconds of them
+    # All but the last try fail (on PostgreSQL the one-statement write first).
+    wrapper, failed = failing_success_writes(2 + attempt_sql.applies())
+    inst = workflows.create("retries-test-end-write")
+    with connection.execute_wrapper(wrapper), caplog.at_level("WARNING", logger="workflows.runtime"):
+        run_until_idle()
+
+    assert inst.status() == {"status": "complete", "output": "computed", "error": None}
+    assert attempts["compute"] == 1
+    retried = [r.getMessage() for r in caplog.records if "trying again" in r.getMessage()]
+    assert (
+        retried
+        == [f"run of {inst.id}: write failed (database is locked (injected by the test)); trying again"] * 2
+    )
+
+
+def test_a_run_whose_result_cannot_be_written_gives_up_naming_the_instance_and_the_error(monkeypatch, caplog):
+    """Its instance keeps its lease until the lease runs out; then it is recovered and the
+    step, whose result was never recorded, runs again."""
+    monkeypatch.setattr(runtime, "END_WRITE_PAUSES", (0.0,))
+    wrapper, failed = failing_success_writes(100)
+    inst = workflows.create("retries-test-end-write")
+    with connection.execute_wrapper(wrapper), caplog.at_level("WARNING", logger="workflows.runtime"):
+        with pytest.raises(runtime._EngineFailure, match=r"database is locked \(injected by the test\)"):
+            runtime.run_instance(inst.id)
+
+    abandoned = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert [r.getMessage() for r in abandoned] == [f"run of {inst.id} abandoned: the engine could not write"]
+    assert abandoned[0].exc_info is not None  # with the database's error and where it came from
+    assert len(failed) == 2 + attempt_sql.applies()
+    advance("11 minutes")  # past the lease of the attempt (the step's timeout and the grace)
+    assert inst.status()["output"] == "computed"
+    assert attempts["compute"] == 2

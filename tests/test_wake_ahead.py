@@ -149,3 +149,17 @@ def test_a_run_queued_ahead_is_timed_as_on_time_not_early(monkeypatch):
     timers.tick()
     metrics.record_run_start(list(Step.objects.filter(instance_id=inst.id)), clock.now())
     assert observed == [0.0]
+
+
+def test_a_run_claimed_ahead_of_its_sleeper_is_timed_from_the_steps_it_loaded_as_on_time(monkeypatch):
+    """The run itself reports its wake-up to the metrics (record_run_start), as of its claim."""
+    from workflows import metrics
+
+    observed = []
+    monkeypatch.setattr(metrics, "record_wake", observed.append)
+    inst, wake_at = asleep("ahead-test-nap")
+    until_just_before(wake_at)
+    timers.tick()
+    run_instance(inst.id)
+    assert observed == [0.0]
+    assert inst.status()["status"] == "complete"
