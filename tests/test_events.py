@@ -4,7 +4,7 @@ import pytest
 
 import workflows
 from workflows import WaitTimeout, workflow
-from workflows.models import Event, Step
+from workflows.models import Event, Instance, Step
 from workflows.tasks import run_instance
 from workflows.testing import advance, run_until_idle
 
@@ -39,6 +39,8 @@ def test_an_event_sent_while_waiting_is_taken_by_the_wait_in_the_same_transactio
 
     # Before any run: the resumed run only replays the wait (so nothing is left for it
     # to write, and the event cannot be taken by another wait meanwhile).
+    row = Instance.objects.get(pk=inst.id)
+    assert (row.status, row.wake_at, row.waiting_for) == ("queued", None, "")
     wait = Step.objects.get(instance_id=inst.id, kind="wait")
     assert (wait.status, wait.result) == ("succeeded", {"approved": True})
     assert Event.objects.get(instance_id=inst.id).consumed_by == wait

@@ -287,6 +287,42 @@ def test_in_a_worker_a_run_killed_mid_step_is_taken_back_once_its_short_lease_ru
     )
 
 
+def test_a_heartbeat_renews_only_the_leases_its_worker_holds_and_counts_them(monkeypatch):
+    """Another worker's leases (perhaps a dead one's) are left to run out: renewing them
+    would keep that worker's runs and calls from ever being recovered."""
+    soon = clock.now() + timedelta(seconds=0.5)
+    rows = {}
+    for owner in ("ours", "theirs"):
+        inst = workflows.create("leases-test-killed-before-first-step", id=f"{owner}-run")
+        Instance.objects.filter(pk=inst.id).update(lease_token=f"{owner}-run", lease_expires_at=soon)
+        call = Step.objects.create(
+            instance_id=inst.id,
+            generation=1,
+            key="call#1",
+            name="call",
+            kind="do",
+            status="running",
+            lease_token=f"{owner}-call",
+            lease_expires_at=soon,
+            created_at=clock.now(),
+        )
+        rows[owner] = (inst.id, call.pk)
+    monkeypatch.setattr(leases, "_held", {"ours-run"})
+    monkeypatch.setattr(leases, "_held_calls", {"ours-call"})
+
+    assert leases.renew_held_leases() == 2  # one instance and one call
+
+    def expiry(owner: str):
+        instance_id, call_id = rows[owner]
+        return (
+            Instance.objects.get(pk=instance_id).lease_expires_at,
+            Step.objects.get(pk=call_id).lease_expires_at,
+        )
+
+    assert all(expires > soon for expires in expiry("ours"))
+    assert expiry("theirs") == (soon, soon)
+
+
 def query_plan(sql: str, params) -> str:
     from django.db import connection
 
