@@ -1,7 +1,7 @@
 """send_event's common case as one statement, on PostgreSQL: the instance waits for the
 event's type, so its waiting step takes the event, the instance is queued and the event
 is stored as consumed by that step (inbox.hand_to_waiting_step and lifecycle.queue in the
-general path, which takes five more round trips and most of the send's time).
+general path, which takes four more round trips and most of the send's time).
 
 The statement's first part locks the instance row if it waits for this type, and its
 other parts write only if that row and its waiting step were found: the same lock and the
