@@ -139,7 +139,10 @@ def test_the_timer_sleeps_until_a_wake_up_less_the_time_ahead():
     )
 
 
-def test_a_run_queued_ahead_is_timed_as_on_time_not_early(monkeypatch):
+@pytest.fixture
+def queued_ahead_and_timed(monkeypatch):
+    """A sleeper the timer has queued ahead of its wake-up, and the wake-ups the metrics
+    are told of."""
     from workflows import metrics
 
     observed = []
@@ -147,19 +150,22 @@ def test_a_run_queued_ahead_is_timed_as_on_time_not_early(monkeypatch):
     inst, wake_at = asleep("ahead-test-nap")
     until_just_before(wake_at)
     timers.tick()
+    return inst, observed
+
+
+def test_a_run_queued_ahead_is_timed_as_on_time_not_early(queued_ahead_and_timed):
+    from workflows import metrics
+
+    inst, observed = queued_ahead_and_timed
     metrics.record_run_start(list(Step.objects.filter(instance_id=inst.id)), clock.now())
     assert observed == [0.0]
 
 
-def test_a_run_claimed_ahead_of_its_sleeper_is_timed_from_the_steps_it_loaded_as_on_time(monkeypatch):
+def test_a_run_claimed_ahead_of_its_sleeper_is_timed_from_the_steps_it_loaded_as_on_time(
+    queued_ahead_and_timed,
+):
     """The run itself reports its wake-up to the metrics (record_run_start), as of its claim."""
-    from workflows import metrics
-
-    observed = []
-    monkeypatch.setattr(metrics, "record_wake", observed.append)
-    inst, wake_at = asleep("ahead-test-nap")
-    until_just_before(wake_at)
-    timers.tick()
+    inst, observed = queued_ahead_and_timed
     run_instance(inst.id)
     assert observed == [0.0]
     assert inst.status()["status"] == "complete"

@@ -21,7 +21,7 @@ from django.db import connection
 from django.db.models import Model
 
 from .models import Instance, Status, Step, StepRun
-from .sql import db_value, marks, quote, table
+from .sql import column, db_value, marks, quote, table
 
 
 def applies() -> bool:
@@ -93,8 +93,7 @@ def _guard(
 
 
 def _update(obj: Model, fields: list[str], only_if: str = "EXISTS (SELECT 1 FROM held)") -> tuple[str, list]:
-    meta = obj._meta
-    assignments = ", ".join(f"{quote(meta.get_field(name).column)} = %s" for name in fields)
+    assignments = ", ".join(f"{column(type(obj), name)} = %s" for name in fields)
     values = [db_value(obj, name) for name in fields]
     sql = f"UPDATE {table(type(obj))} SET {assignments} WHERE id = %s AND {only_if} RETURNING id"
     return sql, [*values, obj.pk]
